@@ -1,0 +1,312 @@
+"""Typed configuration: one dataclass per stage, filled from a YAML recipe and `key=value` overrides.
+
+Every default of plmkit lives here, with a comment saying what the field means, so this file
+doubles as the reference for recipes. Loading is strict: an unknown key or a value of the
+wrong type is a `UserError` naming the dotted field, raised before any heavy work starts.
+The cost of strictness is that a recipe written for a newer plmkit fails on an older one;
+we take that over silently ignoring a typo like `train.learning_rate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from plmkit.runtime import UserError
+
+T = TypeVar("T")
+
+
+# ----------------------------------------------------------------------------- model and training
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Shape of a BERT-family encoder. Names are ours; checkpoint.py maps them to config.json."""
+
+    vocab_size: int = 8000  # set from the tokenizer when a stage builds a model
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 2
+    intermediate_size: int = 512
+    max_position: int = 512
+    type_vocab_size: int = 2
+    dropout: float = 0.1  # on embeddings, attention output and feed-forward output
+    attention_dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    activation: str = "gelu"  # gelu (erf) | gelu_tanh | relu
+    initializer_range: float = 0.02
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """The one training loop's settings, shared by pretraining and fine-tuning."""
+
+    lr: float = 5e-4
+    weight_decay: float = 0.01  # not applied to biases and LayerNorm weights
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-6
+    batch_size: int = 32  # per device, per micro-step
+    grad_accum: int = 1  # micro-steps per optimizer step
+    max_steps: int = 1000  # optimizer steps
+    max_time_s: float = 0.0  # also stop after this much training time (0 = no time limit)
+    warmup_fraction: float = 0.06  # of the run (steps or time, whichever is further along)
+    schedule: str = "linear"  # linear | cosine | constant (after warm-up)
+    clip_norm: float = 1.0  # 0 = no clipping
+    eval_every: int = 0  # optimizer steps between evaluations (0 = only at the end)
+    save_every: int = 0  # optimizer steps between checkpoints (0 = only at the end)
+    log_every: int = 10
+    seed: int = 0
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    compile: bool = False  # torch.compile the model (speed only)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch intra-op threads on CPU (0 = torch's default)
+
+
+# ----------------------------------------------------------------------------- text stages
+
+
+@dataclasses.dataclass
+class CorpusConfig:
+    """How raw text files are read into documents and sentences."""
+
+    format: str = "auto"  # auto | text | jsonl | wiki (WikiExtractor <doc> files)
+    text_field: str = "text"  # JSONL field holding a document
+    doc_split: str = "blank_line"  # blank_line | line (one document per line) | file
+    normalize: str = "NFKC"  # NFC | NFKC | none
+    min_chars: int = 1  # drop documents shorter than this
+
+
+@dataclasses.dataclass
+class TokenizerStageConfig:
+    """`plmkit tokenizer`: train a tokenizer on a corpus."""
+
+    inputs: list[str] = dataclasses.field(default_factory=list)  # files, folders or globs
+    output: str = "tokenizer"
+    kind: str = "wordpiece"  # wordpiece (byte-BPE and Unigram come with the GPT and T5 families)
+    vocab_size: int = 8000
+    lowercase: bool = True
+    min_frequency: int = 2
+    limit_alphabet: int = 0  # 0 = vocab_size: on CJK a small alphabet means many [UNK]
+    model_max_length: int = 512
+    corpus: CorpusConfig = dataclasses.field(default_factory=CorpusConfig)
+
+
+@dataclasses.dataclass
+class PrepareConfig:
+    """`plmkit prepare`: tokenize a corpus into packed, memory-mapped shards."""
+
+    inputs: list[str] = dataclasses.field(default_factory=list)
+    tokenizer: str = "tokenizer"
+    output: str = "shards"
+    val_fraction: float = 0.01  # of documents, chosen by a hash of their text
+    workers: int = 0  # tokenizer processes (0 = all cores)
+    corpus: CorpusConfig = dataclasses.field(default_factory=CorpusConfig)
+
+
+# ----------------------------------------------------------------------------- pretraining
+
+
+@dataclasses.dataclass
+class ObjectiveConfig:
+    """Masked language modelling and next sentence prediction, as in the BERT paper."""
+
+    seq_len: int = 128
+    short_seq_len: int = 0  # train at this length first (0 = off): breaks the MLM plateau
+    short_seq_fraction: float = 0.6  # share of the run spent at short_seq_len
+    mask_prob: float = 0.15
+    whole_word: bool = False  # mask every piece of a word together
+    nsp: bool = True  # next sentence prediction: trains the pooled [CLS]
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    """`plmkit pretrain`: MLM (+ NSP) pretraining of an encoder on shards."""
+
+    shards: str = "shards"
+    output: str = "runs/pretrain"
+    init: str | None = None  # start from a run or Hugging Face directory instead of random init
+    resume: bool = False  # continue from the newest checkpoint in output
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+
+@dataclasses.dataclass
+class TableConfig:
+    """Which columns of a TSV/CSV/JSONL file hold the inputs and the label."""
+
+    text_column: str = "text"
+    text_pair_column: str | None = None  # second sentence for pair tasks
+    label_column: str = "label"
+    format: str = "auto"  # auto (from the suffix) | tsv | csv | jsonl
+    header: bool = True  # TSV/CSV: first row names the columns; else columns are 0, 1, ...
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+    """`plmkit finetune`: a task head on a pretrained (or random) encoder."""
+
+    init: str | None = None  # run dir or Hugging Face dir; None = random init (the baseline)
+    tokenizer: str | None = None  # defaults to the tokenizer inside init
+    train_file: str = ""
+    dev_file: str | None = None
+    output: str = "runs/finetune"
+    task: str = "classification"  # classification | regression
+    labels: list[str] | None = None  # label set; default: sorted labels seen in train_file
+    max_length: int = 128
+    pooling: str = "cls"  # cls (pooler, Hugging Face compatible) | mean
+    epochs: float = 3.0  # sets train.max_steps when train.max_steps is 0
+    limit_train: int = 0  # use only the first N training rows (0 = all)
+    table: TableConfig = dataclasses.field(default_factory=TableConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)  # random init only
+    train: TrainConfig = dataclasses.field(
+        default_factory=lambda: TrainConfig(lr=1e-4, max_steps=0, warmup_fraction=0.1)
+    )
+
+
+@dataclasses.dataclass
+class EvaluateConfig:
+    """`plmkit evaluate`: score a fine-tuned model on a labelled file."""
+
+    model: str = "runs/finetune"
+    file: str = ""
+    batch_size: int = 64
+    table: TableConfig | None = None  # default: the columns the model was fine-tuned with
+    output: str | None = None  # write results.md here (default: beside the model)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
+    """Build dataclass `cls` from plain data, rejecting unknown keys and wrong types by name."""
+    data = data or {}
+    if not isinstance(data, dict):
+        raise UserError(f"config {where or 'root'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise UserError(f"config: unknown field '{key}' (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = _coerce(hints[name], value, key)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        inner = [o for o in options if o is not type(None)]
+        return _coerce(inner[0], value, key)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, key)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise UserError(f"config {key}: expected a list, got {value!r}")
+        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is bool and not isinstance(value, bool):
+        raise UserError(f"config {key}: expected true or false, got {value!r}")
+    if hint in (int, float) and isinstance(value, bool):
+        raise UserError(f"config {key}: expected a number, got {value!r}")
+    if hint in (int, float, str) and not isinstance(value, hint):
+        raise UserError(f"config {key}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain data for YAML: the resolved config saved with every run."""
+    return dataclasses.asdict(cfg)
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Turn `["train.lr=3e-4", "model.num_layers=4"]` into nested plain data (values read as YAML)."""
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override '{item}': expected key=value, e.g. train.lr=3e-4")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else ""
+        if isinstance(value, str) and _looks_numeric(value):
+            value = float(value)  # YAML 1.1 reads 3e-4 as a string
+        node = tree
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override '{item}': '{part}' is not a section")
+        node[parts[-1]] = value
+    return tree
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Nested dict merge: values in `extra` win, sections merge key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A recipe file as plain data; a missing or malformed file is a UserError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def load_config(
+    cls: type[T], recipe: str | Path | None, overrides: list[str], section: str | None = None
+) -> T:
+    """Defaults ← recipe section ← overrides, validated into `cls`."""
+    data: dict[str, Any] = {}
+    if recipe is not None:
+        data = read_yaml(recipe)
+        if section is not None:
+            data = data.get(section) or {}
+    return from_dict(cls, merge(data, parse_overrides(overrides)))
+
+
+def dump_yaml(cfg: Any) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
