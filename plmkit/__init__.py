@@ -1,0 +1,36 @@
+"""plmkit: from raw text to pretrained and fine-tuned Transformers, with Hugging Face checkpoints.
+
+The public API is the stage functions (each the same function its CLI verb runs) and the
+classifier loader. Imports are lazy so `import plmkit` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_STAGES = {
+    "train_tokenizer": "tokenizer",
+    "prepare": "prepare",
+    "pretrain": "pretrain",
+    "finetune": "finetune",
+    "evaluate": "evaluate",
+    "export": "export",
+    "predict": "predict",
+    "demo": "recipe",
+}
+
+__all__ = [*_STAGES, "load", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _STAGES:
+        return importlib.import_module(f"plmkit.stages.{_STAGES[name]}").run
+    if name == "load":
+        from plmkit.serve.pipeline import Classifier
+
+        return Classifier.load
+    raise AttributeError(f"module 'plmkit' has no attribute {name!r}")

@@ -186,6 +186,59 @@ class EvaluateConfig:
     output: str | None = None  # write results.md here (default: beside the model)
 
 
+@dataclasses.dataclass
+class ExportConfig:
+    """`plmkit export`: write a model as a Hugging Face directory of a chosen architecture."""
+
+    model: str = "runs/pretrain"  # run dir or Hugging Face dir
+    output: str = "export"
+    architecture: str = "auto"  # auto (as trained) | BertForPreTraining | BertForMaskedLM | BertModel
+
+
+@dataclasses.dataclass
+class PredictConfig:
+    """`plmkit predict`: labels for raw text from a fine-tuned classifier."""
+
+    model: str = "runs/finetune"
+    text: list[str] = dataclasses.field(default_factory=list)  # texts given on the command line
+    file: str | None = None  # or a file: one text per line (TAB separates a sentence pair)
+    output: str | None = None  # JSONL predictions (default: print to stdout)
+
+
+def _demo_tokenizer() -> TokenizerStageConfig:
+    return TokenizerStageConfig(vocab_size=8000, min_frequency=2)
+
+
+def _demo_pretrain() -> PretrainConfig:
+    return PretrainConfig(
+        model=ModelConfig(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=512,
+                          max_position=128),
+        objective=ObjectiveConfig(seq_len=128, short_seq_len=32, short_seq_fraction=0.6),
+        train=TrainConfig(lr=1e-3, batch_size=64, max_steps=1_000_000, max_time_s=420.0,
+                          warmup_fraction=0.05, save_every=1000, log_every=20),
+    )
+
+
+def _demo_finetune() -> FinetuneConfig:
+    return FinetuneConfig(
+        max_length=128,
+        epochs=4.0,
+        train=TrainConfig(lr=1e-3, batch_size=32, max_steps=0, warmup_fraction=0.1),
+    )
+
+
+@dataclasses.dataclass
+class DemoConfig:
+    """`plmkit demo`: the built-in Chinese run: news + reviews → pretrain → sentiment at 3 budgets."""
+
+    output: str = "demo-out"  # everything the demo writes goes here (replaced on each run)
+    budgets: list[int] = dataclasses.field(default_factory=lambda: [100, 500, 2000])  # labelled sentences
+    min_finetune_steps: int = 150  # small budgets train for more epochs, up to this many steps
+    tokenizer: TokenizerStageConfig = dataclasses.field(default_factory=_demo_tokenizer)
+    pretrain: PretrainConfig = dataclasses.field(default_factory=_demo_pretrain)
+    finetune: FinetuneConfig = dataclasses.field(default_factory=_demo_finetune)
+
+
 # ----------------------------------------------------------------------------- loading
 
 

@@ -1,0 +1,140 @@
+"""`plmkit VERB [RECIPE.yaml] [key=value ...]`: one subcommand per stage, a thin layer over stages/.
+
+Each verb resolves its config (defaults ← the recipe's section for the verb ← dotted
+overrides) and calls `stages.<verb>.run(cfg)`, the same function the Python API exposes.
+`--help` lists every field with its default and the comment from config.py, so the help
+can never drift from the code. A `UserError` prints one line and exits 2, with no traceback;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import re
+import sys
+import typing
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from plmkit import config as C
+from plmkit.runtime import UserError
+
+VERBS: dict[str, tuple[type, str, str]] = {
+    # verb: (config class, stages module, one-line description)
+    "tokenizer": (C.TokenizerStageConfig, "tokenizer", "train a WordPiece tokenizer on raw text"),
+    "prepare": (C.PrepareConfig, "prepare", "tokenize raw text into memory-mapped token shards"),
+    "pretrain": (C.PretrainConfig, "pretrain", "pretrain a BERT encoder with MLM (+ NSP) on shards"),
+    "finetune": (C.FinetuneConfig, "finetune", "fine-tune a classifier or regressor on a table"),
+    "evaluate": (C.EvaluateConfig, "evaluate", "score a fine-tuned model on a labelled table"),
+    "export": (C.ExportConfig, "export", "write a model as a Hugging Face directory"),
+    "predict": (C.PredictConfig, "predict", "predict labels for raw text"),
+    "demo": (C.DemoConfig, "recipe", "the built-in Chinese demo: raw text → pretrain → fine-tune → table"),
+}
+
+EXAMPLES = """examples:
+  plmkit tokenizer inputs=corpus.txt vocab_size=8000 output=tok
+  plmkit prepare inputs=corpus.txt tokenizer=tok output=shards
+  plmkit pretrain recipes/tiny-cpu.yaml train.max_steps=200 output=runs/pre
+  plmkit finetune init=runs/pre train_file=train.tsv dev_file=dev.tsv output=runs/cls
+  plmkit evaluate model=runs/cls file=test.tsv
+  plmkit predict model=runs/cls text='a fine film'
+"""
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The trailing `# comment` of each field in the dataclass source: the field's documentation."""
+    docs = {}
+    for line in inspect.getsource(cls).splitlines():
+        match = re.match(r"\s+(\w+):.*?#\s*(.+)$", line)
+        if match:
+            docs[match.group(1)] = match.group(2).strip()
+    return docs
+
+
+def iter_fields(cls: type, prefix: str = "") -> Iterator[tuple[str, str, Any, str]]:
+    """(dotted name, type, default, doc) for every leaf field, nested sections included."""
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        value = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(hint):
+            yield from iter_fields(hint, f"{prefix}{f.name}.")
+            continue
+        type_name = re.sub(r"\b(typing|plmkit\.config)\.", "", getattr(hint, "__name__", str(hint)))
+        yield f"{prefix}{f.name}", type_name, value, docs.get(f.name, "")
+
+
+def fields_help(cls: type) -> str:
+    """The settings block of a verb's --help."""
+    lines = ["settings (key=value; a recipe section sets the same keys):"]
+    for name, type_name, default, doc in iter_fields(cls):
+        lines.append(f"  {name} = {default!r}  ({type_name})" + (f"\n      {doc}" if doc else ""))
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per verb."""
+    parser = argparse.ArgumentParser(
+        prog="plmkit", description="From raw text to pretrained and fine-tuned Transformers.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for verb, (cls, _, summary) in VERBS.items():
+        p = sub.add_parser(verb, help=summary, description=f"{summary}. {cls.__doc__}",
+                           epilog=fields_help(cls), formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("args", nargs="*", metavar="[RECIPE.yaml] key=value",
+                       help="an optional YAML recipe, then dotted overrides such as train.lr=3e-4")
+        p.add_argument("--print-config", action="store_true",
+                       help="print the resolved config as YAML and exit")
+    return parser
+
+
+def resolve(verb: str, args: list[str]) -> Any:
+    """The verb's config from an optional recipe and overrides."""
+    cls, _, _ = VERBS[verb]
+    recipe = None
+    if args and "=" not in args[0]:
+        recipe, args = args[0], args[1:]
+    for arg in args:
+        if "=" not in arg:
+            raise UserError(f"'{arg}': expected key=value (a recipe file may only come first)")
+    section: str | None = verb
+    if recipe is not None and not set(C.read_yaml(recipe)) & set(VERBS):
+        section = None  # a recipe written for this verb alone, without sections
+    return C.load_config(cls, recipe, args, section=section)
+
+
+def stage_runner(verb: str) -> Callable[[Any], Any]:
+    """stages.<module>.run, imported on demand so `--help` stays fast."""
+    import importlib
+
+    return importlib.import_module(f"plmkit.stages.{VERBS[verb][1]}").run
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `plmkit` command; returns the exit code."""
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.verb is None:
+        parser.print_help()
+        return 2
+    try:
+        cfg = resolve(ns.verb, ns.args)
+        if ns.print_config:
+            print(C.dump_yaml(cfg), end="")
+            return 0
+        stage_runner(ns.verb)(cfg)
+    except UserError as err:
+        print(f"plmkit {ns.verb}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"plmkit {ns.verb}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

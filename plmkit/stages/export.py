@@ -1,0 +1,53 @@
+"""`plmkit export`: a run or Hugging Face directory → a Hugging Face directory of a chosen head.
+
+A pretraining run's `final/` is already a `BertForPreTraining` directory; export re-writes it
+as `BertForMaskedLM` or a bare `BertModel` when a user's downstream code expects those, and
+copies fine-tuned classifiers as they are. All of it goes through checkpoint.py's one map.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from plmkit.checkpoint import Checkpoint, load_into, read_checkpoint, resolve_model_dir, save_model
+from plmkit.config import ExportConfig
+from plmkit.models.encoder import Encoder, PretrainingModel
+from plmkit.models.heads import SequenceClassifier
+from plmkit.runtime import UserError, print0
+
+ARCHITECTURES = ("BertForPreTraining", "BertForMaskedLM", "BertModel", "BertForSequenceClassification")
+NEEDS_HEADS = ("BertForPreTraining", "BertForSequenceClassification")
+HEAD_KEYS = ("id2label", "label2id", "problem_type", "plmkit_pooling", "plmkit_task")
+
+
+def run(cfg: ExportConfig) -> Path:
+    """Write `cfg.model` to `cfg.output` as `cfg.architecture`."""
+    source = resolve_model_dir(cfg.model)
+    checkpoint = read_checkpoint(source)
+    trained = (checkpoint.hf_config.get("architectures") or ["BertModel"])[0]
+    architecture = trained if cfg.architecture == "auto" else cfg.architecture
+    if architecture not in ARCHITECTURES:
+        raise UserError(f"export: architecture must be auto or one of {', '.join(ARCHITECTURES)}, "
+                        f"got '{architecture}'")
+    model = _build(architecture, checkpoint)
+    load_into(model, checkpoint, require_heads=architecture in NEEDS_HEADS)
+    extra = {k: checkpoint.hf_config[k] for k in HEAD_KEYS if k in checkpoint.hf_config}
+    save_model(model, checkpoint.cfg, cfg.output, architecture, extra_config=extra,
+               tokenizer_dir=source)
+    print0(f"export: {source} → {cfg.output} ({architecture})")
+    return Path(cfg.output)
+
+
+def _build(architecture: str, checkpoint: Checkpoint) -> nn.Module:
+    if architecture == "BertModel":
+        return Encoder(checkpoint.cfg)
+    if architecture == "BertForSequenceClassification":
+        labels = checkpoint.hf_config.get("id2label")
+        if not labels:
+            raise UserError("export: BertForSequenceClassification needs a fine-tuned classifier")
+        num_labels = 1 if checkpoint.hf_config.get("problem_type") == "regression" else len(labels)
+        return SequenceClassifier(checkpoint.cfg, num_labels,
+                                  pooling=checkpoint.hf_config.get("plmkit_pooling", "cls"))
+    return PretrainingModel(checkpoint.cfg)

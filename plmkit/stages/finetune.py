@@ -1,0 +1,113 @@
+"""`plmkit finetune`: labelled table + encoder (pretrained or random) → a fine-tuned classifier.
+
+Flat wiring: read and validate the data first (so a bad column fails in a second, not after
+an epoch), build the classifier on the chosen encoder, fit with the shared trainer, score the
+dev file, and write `final/` as a Hugging Face `BertForSequenceClassification` directory that
+also records how its inputs are read (columns, max length, labels) for `evaluate` and `predict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir, save_model
+from plmkit.config import FinetuneConfig, ModelConfig, dump_yaml, to_dict
+from plmkit.models.heads import SequenceClassifier
+from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
+from plmkit.tasks.classification import (
+    ClassificationBatches,
+    LabelSet,
+    classification_loss,
+    encode_examples,
+    evaluate_logits,
+    predict_logits,
+)
+from plmkit.tasks.metrics import markdown_table
+from plmkit.tasks.tables import read_table
+from plmkit.text.tokenizer import load_tokenizer, special_ids
+from plmkit.train.trainer import fit
+
+TASKS = ("classification", "regression")
+
+
+def run(cfg: FinetuneConfig) -> dict[str, Any]:
+    """Fine-tune per `cfg`; returns {"dev": metrics, "steps", "train_time_s"}."""
+    if cfg.task not in TASKS:
+        raise UserError(f"finetune: task must be one of {', '.join(TASKS)}, got '{cfg.task}'")
+    if not cfg.train_file:
+        raise UserError("finetune: train_file is required (e.g. train_file=train.tsv)")
+    init_dir = resolve_model_dir(cfg.init) if cfg.init else None
+    tokenizer_dir = Path(cfg.tokenizer) if cfg.tokenizer else init_dir
+    if tokenizer_dir is None:
+        raise UserError("finetune: random init needs tokenizer=DIR (no init model to take it from)")
+    tokenizer = load_tokenizer(tokenizer_dir)
+
+    train = read_table(cfg.train_file, cfg.table, task=cfg.task, limit=cfg.limit_train)
+    dev = read_table(cfg.dev_file, cfg.table, task=cfg.task) if cfg.dev_file else None
+    labels = _label_set(cfg, train)
+    train_set = encode_examples(tokenizer, train, cfg.max_length, labels, cfg.task)
+    dev_set = encode_examples(tokenizer, dev, cfg.max_length, labels, cfg.task) if dev else None
+
+    checkpoint = read_checkpoint(init_dir) if init_dir else None
+    model_cfg = checkpoint.cfg if checkpoint else dataclasses.replace(
+        cfg.model, vocab_size=tokenizer.get_vocab_size(), pad_token_id=special_ids(tokenizer).pad)
+    _check_lengths(cfg, model_cfg)
+    seed_everything(cfg.train.seed)
+    num_labels = 1 if cfg.task == "regression" else len(labels.names)
+    model = SequenceClassifier(model_cfg, num_labels, pooling=cfg.pooling)
+    if checkpoint:
+        load_into(model, checkpoint)
+
+    train_cfg = cfg.train
+    if train_cfg.max_steps == 0:
+        steps = math.ceil(cfg.epochs * len(train) / (train_cfg.batch_size * train_cfg.grad_accum))
+        train_cfg = dataclasses.replace(train_cfg, max_steps=max(1, steps))
+    batches = ClassificationBatches(train_set, train_cfg.batch_size, seed=train_cfg.seed)
+    run_dir = Path(cfg.output)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+    result = fit(model, batches, classification_loss, train_cfg, run_dir,
+                 run_config=to_dict(cfg) | {"output": None})
+
+    dev_metrics: dict[str, float] = {}
+    if dev_set is not None:
+        logits = predict_logits(model, dev_set, 64, pick_device(train_cfg.device))
+        dev_metrics = evaluate_logits(logits, dev_set, cfg.task, labels)
+    save_model(model, model_cfg, run_dir / "final", "BertForSequenceClassification",
+               extra_config=_head_config(cfg, labels), tokenizer_dir=tokenizer_dir)
+    summary = {"dev": dev_metrics, "steps": result.steps, "train_time_s": result.train_time_s}
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    if dev_metrics:
+        rows = [{"split": "dev", **dev_metrics}]
+        atomic_write_text(run_dir / "results.md", markdown_table(rows, list(rows[0])))
+    print0(f"finetune: {result.steps} steps in {result.train_time_s:.0f}s; dev "
+           + ", ".join(f"{k} {v:.4f}" for k, v in dev_metrics.items()))
+    return summary
+
+
+def _label_set(cfg: FinetuneConfig, train: list) -> LabelSet | None:
+    if cfg.task == "regression":
+        return None
+    return LabelSet(cfg.labels) if cfg.labels else LabelSet.from_examples(train)
+
+
+def _check_lengths(cfg: FinetuneConfig, model_cfg: ModelConfig) -> None:
+    if cfg.max_length > model_cfg.max_position:
+        raise UserError(f"finetune: max_length {cfg.max_length} exceeds the model's "
+                        f"max_position {model_cfg.max_position}")
+
+
+def _head_config(cfg: FinetuneConfig, labels: LabelSet | None) -> dict[str, Any]:
+    """config.json fields for Transformers (labels, problem type) and for plmkit's reader."""
+    extra: dict[str, Any] = {
+        "problem_type": "regression" if cfg.task == "regression" else "single_label_classification",
+        "plmkit_pooling": cfg.pooling,
+        "plmkit_task": {"task": cfg.task, "max_length": cfg.max_length, "table": to_dict(cfg.table)},
+    }
+    if labels is not None:
+        extra.update(labels.to_config())
+    return extra

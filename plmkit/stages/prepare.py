@@ -1,0 +1,23 @@
+"""`plmkit prepare`: raw text + tokenizer → packed, memory-mapped token shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from plmkit.config import PrepareConfig
+from plmkit.runtime import UserError, print0
+from plmkit.text.shards import prepare_shards
+
+
+def run(cfg: PrepareConfig) -> Path:
+    """Tokenize `cfg.inputs` into `cfg.output` (train/val shards + header.json)."""
+    if not cfg.inputs:
+        raise UserError("prepare: no inputs given (e.g. inputs=corpus.txt)")
+    if not 0.0 <= cfg.val_fraction < 1.0:
+        raise UserError(f"prepare: val_fraction must be in [0, 1), got {cfg.val_fraction}")
+    header = prepare_shards(cfg)
+    counts = header["splits"]
+    print0("prepare: " + ", ".join(
+        f"{name} {c['tokens']:,} tokens / {c['documents']:,} docs" for name, c in counts.items()
+    ) + f" → {cfg.output}")
+    return Path(cfg.output)

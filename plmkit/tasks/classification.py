@@ -1,0 +1,302 @@
+"""Sentence and sentence-pair classification (and regression): labelled rows → tensors → scores.
+
+Where it sits: `stages/finetune.py` and `stages/evaluate.py` read a TSV/CSV/JSONL file with
+`read_table`, fix the label ids with `LabelSet`, tokenize once with `encode_examples`, then hand
+`ClassificationBatches` and `classification_loss` to the one trainer; `predict_logits` and
+`evaluate_logits` score a model on a dev or test file. Models never appear here by class: a
+classifier is any `nn.Module` called as `model(input_ids, attention_mask, token_type_ids)` that
+returns logits (B, num_labels), with num_labels == 1 meaning regression.
+
+Key choices and their cost (reading and validating rows lives in tasks/tables.py):
+- Examples are tokenized once, unpadded, and padded per batch to the longest row; with short
+  sentences most batches are far shorter than max_length. Shuffling is a permutation seeded from
+  (seed, epoch), so the resume cursor is two integers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer
+from torch import nn
+
+from plmkit.runtime import UserError
+from plmkit.tasks.metrics import classification_metrics, regression_metrics
+from plmkit.tasks.tables import Example, check_task
+
+MIN_MAX_LENGTH = 8  # [CLS] A [SEP] B [SEP] plus a few tokens of text
+INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+class LabelSet:
+    """The ordered label names of a classifier: name ⇄ id, saved as Hugging Face id2label."""
+
+    def __init__(self, labels: Sequence[str], source: str = "the configured labels") -> None:
+        self.names = [str(name).strip() for name in labels]
+        self.source = source  # said in errors: "(from the training file train.tsv)"
+        if not self.names:
+            raise UserError(f"label set from {source} is empty")
+        if len(set(self.names)) != len(self.names):
+            dup = next(n for n in self.names if self.names.count(n) > 1)
+            raise UserError(f"label set from {source} lists '{dup}' twice")
+        self._ids = {name: i for i, name in enumerate(self.names)}
+
+    @classmethod
+    def from_examples(cls, examples: Sequence[Example]) -> LabelSet:
+        """Sorted unique labels of labelled examples; numeric-looking labels sort as numbers."""
+        names = {str(ex.label) for ex in examples if ex.label is not None}
+        source = f"the training file {examples[0].source}" if examples else "the training file"
+        if not names:
+            raise UserError(f"no labels in {source}")
+        return cls(sorted(names, key=_label_sort_key), source)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def index(self, label: str | float, where: str) -> int:
+        """The id of `label`; an unknown label is a UserError naming `where` (FILE:LINE)."""
+        name = str(label).strip()
+        if name not in self._ids:
+            shown = ", ".join(self.names[:20]) + (", …" if len(self.names) > 20 else "")
+            raise UserError(
+                f"{where}: label '{name}' is not in the label set [{shown}] (from {self.source})"
+            )
+        return self._ids[name]
+
+    def to_config(self) -> dict[str, dict]:
+        """`id2label` (string keys, as Hugging Face writes them) and `label2id` for config.json."""
+        return {
+            "id2label": {str(i): name for i, name in enumerate(self.names)},
+            "label2id": {name: i for i, name in enumerate(self.names)},
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, source: str = "the model's config") -> LabelSet:
+        """The label set saved by `to_config` (or any Hugging Face config.json with id2label)."""
+        id2label = config.get("id2label")
+        if not isinstance(id2label, dict) or not id2label:
+            raise UserError(f"{source}: no id2label mapping")
+        try:
+            ids = {int(key): str(name) for key, name in id2label.items()}
+        except ValueError:
+            raise UserError(f"{source}: id2label keys must be integers") from None
+        if sorted(ids) != list(range(len(ids))):
+            raise UserError(f"{source}: id2label ids must be 0..{len(ids) - 1}")
+        return cls([ids[i] for i in range(len(ids))], source)
+
+
+def _label_sort_key(name: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(name), name)
+    except ValueError:
+        return (1, 0.0, name)
+
+
+# ----------------------------------------------------------------------------- tokenizing
+
+
+@dataclass
+class EncodedSet:
+    """Tokenized examples, unpadded: one int array per row, plus labels (or None)."""
+
+    input_ids: list[np.ndarray]
+    token_type_ids: list[np.ndarray]
+    labels: torch.Tensor | None  # (N,) long for classification, float for regression
+    task: str = "classification"
+    pad_id: int = 0
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Tokens per row, specials included."""
+        return np.fromiter((len(ids) for ids in self.input_ids), dtype=np.int64, count=len(self))
+
+
+def encode_examples(
+    tokenizer: Tokenizer,
+    examples: Sequence[Example],
+    max_length: int,
+    labels: LabelSet | None,
+    task: str = "classification",
+) -> EncodedSet:
+    """Tokenize with [CLS]/[SEP] and pair type ids, truncating longest-first to max_length."""
+    check_task(task)
+    if max_length < MIN_MAX_LENGTH:
+        raise UserError(
+            f"max_length={max_length} cannot hold [CLS]/[SEP] and text; use at least {MIN_MAX_LENGTH}"
+        )
+    if tokenizer.post_processor is None:
+        raise UserError("the tokenizer has no post-processor to add [CLS] and [SEP]")
+    work = Tokenizer.from_str(tokenizer.to_str())  # a copy: the caller's settings stay as they are
+    work.no_padding()
+    work.enable_truncation(max_length, strategy="longest_first")
+    inputs = [ex.text if ex.text_pair is None else (ex.text, ex.text_pair) for ex in examples]
+    encodings = work.encode_batch(inputs)
+    pad_id = tokenizer.token_to_id("[PAD]")
+    return EncodedSet(
+        input_ids=[np.asarray(enc.ids, dtype=np.int32) for enc in encodings],
+        token_type_ids=[np.asarray(enc.type_ids, dtype=np.int8) for enc in encodings],
+        labels=_label_tensor(examples, labels, task),
+        task=task,
+        pad_id=0 if pad_id is None else pad_id,
+    )
+
+
+def _label_tensor(
+    examples: Sequence[Example], labels: LabelSet | None, task: str
+) -> torch.Tensor | None:
+    missing = [ex for ex in examples if ex.label is None]
+    if len(missing) == len(examples) or (task == "classification" and labels is None):
+        return None
+    if missing:
+        ex = missing[0]
+        raise UserError(f"{ex.source}:{ex.line}: no label, while other rows have one")
+    if task == "regression":
+        return torch.tensor([float(ex.label) for ex in examples], dtype=torch.float32)
+    ids = [labels.index(ex.label, f"{ex.source}:{ex.line}") for ex in examples]
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def _collate(
+    encoded: EncodedSet, indices: Sequence[int], with_labels: bool
+) -> dict[str, torch.Tensor]:
+    """Pad rows `indices` to the longest of them; pad id in input_ids, 0 in the mask."""
+    longest = max(len(encoded.input_ids[i]) for i in indices)
+    input_ids = np.full((len(indices), longest), encoded.pad_id, dtype=np.int64)  # (B, T)
+    type_ids = np.zeros((len(indices), longest), dtype=np.int64)
+    mask = np.zeros((len(indices), longest), dtype=np.int64)
+    for row, i in enumerate(indices):
+        n = len(encoded.input_ids[i])
+        input_ids[row, :n] = encoded.input_ids[i]
+        type_ids[row, :n] = encoded.token_type_ids[i]
+        mask[row, :n] = 1
+    batch = {
+        "input_ids": torch.from_numpy(input_ids),
+        "attention_mask": torch.from_numpy(mask),
+        "token_type_ids": torch.from_numpy(type_ids),
+    }
+    if with_labels and encoded.labels is not None:
+        batch["labels"] = encoded.labels[torch.as_tensor(np.asarray(indices, dtype=np.int64))]
+    return batch
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class ClassificationBatches:
+    """The trainer's BatchSource: shuffled epochs of padded batches; the cursor is (epoch, position)."""
+
+    def __init__(
+        self, encoded: EncodedSet, batch_size: int, seed: int, shuffle: bool = True
+    ) -> None:
+        if len(encoded) == 0 or encoded.labels is None:
+            raise UserError("no labelled examples to train on")
+        if batch_size < 1:
+            raise UserError(f"batch_size={batch_size}: must be at least 1")
+        self.encoded, self.batch_size, self.seed, self.shuffle = encoded, batch_size, seed, shuffle
+        self.epoch, self.position = 0, 0
+        self._order: tuple[int, np.ndarray] | None = None  # (epoch, permutation) cache
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches per pass over the data (the last one may be smaller)."""
+        return math.ceil(len(self.encoded) / self.batch_size)
+
+    def _permutation(self) -> np.ndarray:
+        if self._order is None or self._order[0] != self.epoch:
+            n = len(self.encoded)
+            rng = np.random.default_rng([self.seed % 2**32, self.epoch])
+            self._order = (self.epoch, rng.permutation(n) if self.shuffle else np.arange(n))
+        return self._order[1]
+
+    def next_batch(self, progress: float) -> dict[str, torch.Tensor]:
+        """The next batch of the current epoch; `progress` is ignored."""
+        if self.position >= len(self.encoded):
+            self.epoch, self.position = self.epoch + 1, 0
+        indices = self._permutation()[self.position : self.position + self.batch_size]
+        self.position += len(indices)
+        return _collate(self.encoded, indices, with_labels=True)
+
+    def state_dict(self) -> dict:
+        """JSON-serialisable cursor: the next batch after a reload is the one that would have come."""
+        return {"epoch": self.epoch, "position": self.position, "num_examples": len(self.encoded)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume from `state_dict()`; a different number of examples is a UserError."""
+        if state.get("num_examples", len(self.encoded)) != len(self.encoded):
+            raise UserError(
+                f"cannot resume: the checkpoint was trained on {state['num_examples']} examples, "
+                f"this training file has {len(self.encoded)}"
+            )
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+def classification_loss(
+    model: nn.Module, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy (with accuracy) for integer labels; mean squared error for float labels."""
+    logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])  # (B, C)
+    labels = batch["labels"]
+    if labels.is_floating_point():
+        if logits.shape[-1] != 1:
+            raise ValueError(f"regression needs 1 output, the model gives {logits.shape[-1]}")
+        return F.mse_loss(logits.squeeze(-1).float(), labels.float()), {}
+    loss = F.cross_entropy(logits.float(), labels)
+    acc = (logits.argmax(dim=-1) == labels).float().mean().item()
+    return loss, {"acc": acc}
+
+
+# ----------------------------------------------------------------------------- predicting
+
+
+def predict_logits(
+    model: nn.Module, encoded: EncodedSet, batch_size: int = 64, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """Logits (N, num_labels) in input order; batches of similar length, eval mode, no grad."""
+    device = torch.device(device)
+    order = np.argsort(-encoded.lengths, kind="stable")  # longest first: little padding
+    parts = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                batch = _collate(encoded, order[start : start + batch_size], with_labels=False)
+                logits = model(*(batch[key].to(device) for key in INPUT_KEYS))  # (B, C)
+                parts.append(logits.float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    if not parts:
+        return np.zeros((0, 0), dtype=np.float32)
+    logits = np.empty_like(np.concatenate(parts))
+    logits[order] = np.concatenate(parts)
+    return logits
+
+
+def evaluate_logits(
+    logits: np.ndarray,
+    gold: EncodedSet | torch.Tensor | np.ndarray,
+    task: str = "classification",
+    label_set: LabelSet | None = None,
+) -> dict[str, float]:
+    """Accuracy/F1/MCC (classification) or Pearson/Spearman/MSE (regression) of logits vs gold."""
+    check_task(task)
+    labels = gold.labels if isinstance(gold, EncodedSet) else gold
+    if labels is None:
+        raise UserError("the evaluation file has no labels to score against")
+    gold_np = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    logits = np.asarray(logits).reshape(len(gold_np), -1)  # (N, C)
+    if task == "regression":
+        return regression_metrics(logits[:, 0], gold_np)
+    num_labels = len(label_set) if label_set is not None else logits.shape[1]
+    return classification_metrics(logits.argmax(axis=1), gold_np, num_labels)

@@ -1,0 +1,321 @@
+"""Corpus → packed token shards on disk, and the memory-mapped reader every trainer uses.
+
+`prepare_shards` streams documents (corpus.py), sends chunks of about a megabyte of text to
+worker processes that split sentences and tokenize with `encode_batch_fast` (ids only, no
+offsets), and appends the ids to one flat file per split. Chunks come back in the order they
+were sent and at most two per worker are in flight, so the files are identical whatever the
+number of workers and memory stays flat however large the corpus is. Everything is written to
+a temporary directory that replaces the output only on success.
+
+On disk, for each split (`train`, `val`; a document's split is fixed by a hash of its text):
+  {split}.bin   token ids, uint16 (vocab ≤ 65535) or uint32, sentences back to back
+  {split}.idx   int64 little-endian sentence starts, n_sentences + 1 entries (last = n_tokens)
+  {split}.docs  int64 little-endian document starts in sentences, n_documents + 1 entries
+  header.json   format, dtype, vocabulary, tokenizer hash and path, special ids, counts
+  tokenizer/    a copy of the tokenizer, so the folder is self-contained
+Plain arrays cost a little disk over a compressed format, and buy zero-copy `np.memmap` reads
+and a format any tool can open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from tokenizers import Tokenizer
+from tqdm import tqdm
+
+from plmkit.config import PrepareConfig
+from plmkit.runtime import UserError, atomic_dir
+from plmkit.text.corpus import iter_documents, resolve_inputs, split_sentences
+from plmkit.text.tokenizer import load_tokenizer, special_ids, tokenizer_dir, tokenizer_sha256
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "val")
+_CHUNK_CHARS = 1 << 20  # text per worker task: large enough to amortise pickling and IPC
+_IN_FLIGHT_PER_WORKER = 2  # bounds memory; two keeps every worker busy while one result is written
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+class _Part(NamedTuple):
+    """One split's share of a chunk: token ids, sentence lengths, sentences per document."""
+
+    tokens: np.ndarray
+    sentence_lengths: np.ndarray
+    doc_sentences: np.ndarray
+
+
+# ----------------------------------------------------------------------------- worker side
+
+_worker_tokenizer: Tokenizer | None = None
+_worker_settings: tuple[np.dtype, float] = (np.dtype(np.uint16), 0.0)
+
+
+def _init_worker(tok_dir: str, dtype: str, val_fraction: float, single: bool) -> None:
+    """Load the tokenizer once per process; pool workers tokenize on one thread each."""
+    global _worker_tokenizer, _worker_settings
+    if not single:
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"  # parallelism comes from processes
+    _worker_tokenizer = load_tokenizer(tok_dir)
+    _worker_settings = (np.dtype(dtype), val_fraction)
+
+
+def _is_val(text: str, val_fraction: float) -> bool:
+    """A stable split: the document's hash, read as a number in [0, 1), against the fraction."""
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2**64 < val_fraction
+
+
+def _encode_chunk(texts: list[str]) -> tuple[_Part, ...]:
+    """Split and tokenize a chunk of documents; return one part per split, empty ones dropped."""
+    assert _worker_tokenizer is not None, "worker not initialised"
+    dtype, val_fraction = _worker_settings
+    sentences: list[str] = []
+    per_doc = np.empty(len(texts), dtype=np.int64)
+    for d, text in enumerate(texts):
+        doc = split_sentences(text)
+        sentences.extend(doc)
+        per_doc[d] = len(doc)
+    ids = [e.ids for e in _worker_tokenizer.encode_batch_fast(sentences, add_special_tokens=False)]
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum()))
+
+    doc_of_sentence = np.repeat(np.arange(len(texts)), per_doc)
+    kept = lengths > 0  # a sentence of only control characters tokenizes to nothing
+    kept_per_doc = np.bincount(doc_of_sentence[kept], minlength=len(texts))
+    val = np.fromiter((_is_val(t, val_fraction) for t in texts), dtype=bool, count=len(texts))
+    parts = []
+    for in_val in (False, True):
+        doc_mask = (val == in_val) & (kept_per_doc > 0)
+        sentence_mask = kept & doc_mask[doc_of_sentence]
+        parts.append(
+            _Part(
+                tokens=flat[np.repeat(sentence_mask, lengths)],
+                sentence_lengths=lengths[sentence_mask],
+                doc_sentences=kept_per_doc[doc_mask],
+            )
+        )
+    return tuple(parts)
+
+
+# ----------------------------------------------------------------------------- main side
+
+
+def _chunks(texts: Iterable[str]) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    size = 0
+    for text in texts:
+        chunk.append(text)
+        size += len(text)
+        if size >= _CHUNK_CHARS:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def _fork_context() -> multiprocessing.context.BaseContext:
+    # fork starts workers in milliseconds with plmkit already imported; elsewhere spawn is safe.
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    return multiprocessing.get_context(method)
+
+
+@contextlib.contextmanager
+def _quiet_fork() -> Iterator[None]:
+    """Tell `tokenizers` its parallelism is configured while forking, so it does not warn."""
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TOKENIZERS_PARALLELISM"]
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
+
+
+def _encoded(chunks: Iterator[list[str]], init_args: tuple, workers: int) -> Iterator[tuple[int, tuple[_Part, ...]]]:
+    """(documents in, parts) per chunk, in input order; `workers` processes, or this one if 1."""
+    if workers == 1:
+        _init_worker(*init_args, True)
+        for chunk in chunks:
+            yield len(chunk), _encode_chunk(chunk)
+        return
+    pool = ProcessPoolExecutor(workers, _fork_context(), _init_worker, (*init_args, False))
+    pending: deque[tuple[int, Future]] = deque()
+    try:
+        with _quiet_fork():
+            pool.submit(os.getpid).result()  # start the workers now, inside the quiet block
+        for chunk in chunks:
+            pending.append((len(chunk), pool.submit(_encode_chunk, chunk)))
+            if len(pending) >= workers * _IN_FLIGHT_PER_WORKER:
+                n, future = pending.popleft()
+                yield n, future.result()
+        while pending:
+            n, future = pending.popleft()
+            yield n, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _SplitWriter:
+    """Appends one split's parts to its .bin/.idx/.docs files, keeping only running totals."""
+
+    def __init__(self, directory: Path, split: str) -> None:
+        self.bin = open(directory / f"{split}.bin", "wb")
+        self.idx = open(directory / f"{split}.idx", "wb")
+        self.docs = open(directory / f"{split}.docs", "wb")
+        self.tokens = self.sentences = self.documents = 0
+
+    def append(self, part: _Part) -> None:
+        part.tokens.tofile(self.bin)
+        starts = self.tokens + np.cumsum(part.sentence_lengths) - part.sentence_lengths
+        starts.astype("<i8").tofile(self.idx)
+        doc_starts = self.sentences + np.cumsum(part.doc_sentences) - part.doc_sentences
+        doc_starts.astype("<i8").tofile(self.docs)
+        self.tokens += int(part.sentence_lengths.sum())
+        self.sentences += len(part.sentence_lengths)
+        self.documents += len(part.doc_sentences)
+
+    def close(self) -> dict[str, int]:
+        np.array([self.tokens], dtype="<i8").tofile(self.idx)
+        np.array([self.sentences], dtype="<i8").tofile(self.docs)
+        for f in (self.bin, self.idx, self.docs):
+            f.close()
+        return {"tokens": self.tokens, "sentences": self.sentences, "documents": self.documents}
+
+
+def _copy_tokenizer(tok: Tokenizer, source: Path, target: Path) -> None:
+    target.mkdir()
+    for name in _TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, target / name)
+    if not (target / "tokenizer.json").is_file():  # an older HF dir with vocab.txt only
+        tok.save(str(target / "tokenizer.json"))
+
+
+def prepare_shards(cfg: PrepareConfig, *, progress: bool = True) -> dict:
+    """Tokenize cfg.inputs into packed train/val shards in cfg.output; return the header."""
+    if not 0.0 <= cfg.val_fraction < 1.0:
+        raise UserError(f"config val_fraction: {cfg.val_fraction} must be in [0, 1)")
+    if cfg.workers < 0:
+        raise UserError(f"config workers: {cfg.workers} must be 0 (all cores) or more")
+    tok_dir = tokenizer_dir(cfg.tokenizer).resolve()
+    tok = load_tokenizer(tok_dir)
+    vocab_size = tok.get_vocab_size(with_added_tokens=True)
+    dtype = "uint16" if vocab_size <= 65535 else "uint32"
+    specials = special_ids(tok)
+    resolve_inputs(cfg.inputs)  # fail on a missing input before any work
+    workers = cfg.workers or os.cpu_count() or 1
+    texts = (doc.text for doc in iter_documents(cfg.inputs, cfg.corpus))
+    init_args = (str(tok_dir), dtype, cfg.val_fraction)
+
+    with atomic_dir(cfg.output) as tmp:
+        writers = {split: _SplitWriter(tmp, split) for split in SPLITS}
+        bar = tqdm(desc="prepare", unit=" docs", file=sys.stderr, disable=not progress)
+        start, tokens = time.perf_counter(), 0
+        results = contextlib.closing(_encoded(_chunks(texts), init_args, workers))
+        try:
+            with results as encoded:
+                for n_docs, parts in encoded:
+                    for split, part in zip(SPLITS, parts, strict=True):
+                        writers[split].append(part)
+                        tokens += len(part.tokens)
+                    bar.update(n_docs)
+                    rate = tokens / max(time.perf_counter() - start, 1e-9)
+                    bar.set_postfix_str(f"{tokens:,} tokens, {rate:,.0f} tokens/s", refresh=False)
+        finally:
+            bar.close()
+            counts = {split: w.close() for split, w in writers.items()}
+        _copy_tokenizer(tok, tok_dir, tmp / "tokenizer")
+        header = {
+            "format_version": FORMAT_VERSION,
+            "dtype": dtype,
+            "vocab_size": vocab_size,
+            "tokenizer_sha256": tokenizer_sha256(tmp / "tokenizer"),
+            "tokenizer": str(tok_dir),
+            "special_ids": specials._asdict(),
+            "val_fraction": cfg.val_fraction,
+            "splits": counts,
+        }
+        (tmp / "header.json").write_text(json.dumps(header, indent=2) + "\n", encoding="utf-8")
+    return header
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _read_header(directory: Path) -> dict:
+    if not directory.is_dir():
+        raise UserError(f"{directory}: no such shards directory (create it with `plmkit prepare`)")
+    path = directory / "header.json"
+    try:
+        header = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; {directory} is not a finished shards directory") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+    if header.get("format_version") != FORMAT_VERSION:
+        raise UserError(
+            f"{path}: format_version {header.get('format_version')!r}, this plmkit reads {FORMAT_VERSION}"
+        )
+    return header
+
+
+def _map(path: Path, dtype: np.dtype, count: int) -> np.ndarray:
+    """Read-only memory map of `count` items, after checking the file has exactly that size."""
+    if not path.is_file():
+        raise UserError(f"{path}: missing from the shards directory")
+    expected, actual = count * dtype.itemsize, path.stat().st_size
+    if actual != expected:
+        raise UserError(
+            f"{path}: {actual} bytes but header.json implies {expected}; the shard is truncated "
+            "or from another run (re-run `plmkit prepare`)"
+        )
+    if count == 0:
+        empty = np.zeros(0, dtype=dtype)
+        empty.flags.writeable = False
+        return empty
+    return np.memmap(path, dtype=dtype, mode="r", shape=(count,))
+
+
+class ShardReader:
+    """Memory-mapped view of one split: tokens, sentence starts and document starts."""
+
+    def __init__(self, directory: str | Path, split: str = "train") -> None:
+        directory = Path(directory)
+        self.header = _read_header(directory)
+        splits = self.header.get("splits", {})
+        if split not in splits:
+            raise UserError(f"{directory}: no split '{split}' (have: {', '.join(splits)})")
+        counts = splits[split]
+        self.num_tokens = int(counts["tokens"])
+        self.num_sentences = int(counts["sentences"])
+        self.num_documents = int(counts["documents"])
+        index = np.dtype("<i8")
+        self.tokens = _map(directory / f"{split}.bin", np.dtype(self.header["dtype"]), self.num_tokens)
+        self.sentence_starts = _map(directory / f"{split}.idx", index, self.num_sentences + 1)
+        self.doc_starts = _map(directory / f"{split}.docs", index, self.num_documents + 1)
+        if self.sentence_starts[-1] != self.num_tokens or self.doc_starts[-1] != self.num_sentences:
+            raise UserError(f"{directory}: {split}.idx or {split}.docs disagrees with header.json")
+
+    def sentence(self, i: int) -> np.ndarray:
+        """Token ids of sentence `i` (a view into the memory map)."""
+        return self.tokens[self.sentence_starts[i] : self.sentence_starts[i + 1]]
+
+    def doc_sentences(self, d: int) -> range:
+        """Sentence indices of document `d`."""
+        return range(int(self.doc_starts[d]), int(self.doc_starts[d + 1]))

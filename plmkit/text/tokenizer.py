@@ -1,0 +1,216 @@
+"""Train, save and load the tokenizer, in files Hugging Face's `AutoTokenizer` reads as is.
+
+A tokenizer is a `tokenizers.Tokenizer` (the Rust library Transformers' fast tokenizers wrap),
+so training, the shards stage and a user's `AutoTokenizer` all run the same code and give the
+same ids. We write `tokenizer.json` plus the small files older loaders want (`vocab.txt`,
+`tokenizer_config.json`, `special_tokens_map.json`); the cost is keeping four files in step,
+which is why only `save_tokenizer` writes them, all at once, into an atomic directory.
+
+Only BERT's WordPiece is built so far: the byte-BPE and Unigram models arrive with the GPT and
+T5 families. The five special tokens have fixed ids 0-4 so every later stage can rely on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+
+from plmkit.config import TokenizerStageConfig
+from plmkit.runtime import UserError, atomic_dir
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0, 1, 2, 3, 4
+_MIN_VOCAB = 10  # the special tokens plus a few pieces; anything smaller is a typo
+
+
+class SpecialIds(NamedTuple):
+    """Ids of BERT's special tokens in one vocabulary."""
+
+    pad: int
+    unk: int
+    cls: int
+    sep: int
+    mask: int
+
+
+def _bert_pipeline(
+    tok: Tokenizer,
+    *,
+    lowercase: bool,
+    strip_accents: bool | None = None,
+    chinese_chars: bool = True,
+    cls: tuple[str, int] = ("[CLS]", 2),
+    sep: tuple[str, int] = ("[SEP]", 3),
+) -> None:
+    """Attach BERT's normaliser, pre-tokeniser, decoder and [CLS] A [SEP] B [SEP] template."""
+    # strip_accents=None follows `lowercase`, exactly as BERT's uncased/cased models do.
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True,
+        handle_chinese_chars=chinese_chars,
+        strip_accents=strip_accents,
+        lowercase=lowercase,
+    )
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{cls[0]}:0 $A:0 {sep[0]}:0",
+        pair=f"{cls[0]}:0 $A:0 {sep[0]}:0 $B:1 {sep[0]}:1",
+        special_tokens=[cls, sep],
+    )
+
+
+def train_tokenizer(texts: Iterable[str], cfg: TokenizerStageConfig) -> Tokenizer:
+    """Train a BERT WordPiece tokenizer on `texts` (special tokens get ids 0-4)."""
+    if cfg.kind != "wordpiece":
+        raise UserError(
+            f"config kind: '{cfg.kind}' is not available yet (byte-BPE and Unigram come with "
+            "the GPT and T5 families); use wordpiece"
+        )
+    if cfg.vocab_size < _MIN_VOCAB:
+        raise UserError(
+            f"config vocab_size: {cfg.vocab_size} is too small (need at least {_MIN_VOCAB}: "
+            f"{len(SPECIAL_TOKENS)} special tokens plus word pieces)"
+        )
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
+    _bert_pipeline(tok, lowercase=cfg.lowercase)
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=cfg.vocab_size,
+        min_frequency=cfg.min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        # The library's default alphabet of 1000 characters leaves ~11% [UNK] on Chinese.
+        limit_alphabet=cfg.limit_alphabet or cfg.vocab_size,
+        continuing_subword_prefix="##",
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def save_tokenizer(tok: Tokenizer, out_dir: str | Path, *, lowercase: bool, model_max_length: int) -> None:
+    """Write tokenizer.json, vocab.txt and the HF config files atomically into `out_dir`."""
+    vocab = tok.get_vocab(with_added_tokens=True)
+    by_id = sorted(vocab, key=vocab.__getitem__)
+    if [vocab[t] for t in by_id] != list(range(len(by_id))):
+        raise UserError(f"{out_dir}: tokenizer ids are not contiguous 0..{len(by_id) - 1}")
+    ids = special_ids(tok)
+    specials = {f"{name}_token": by_id[i] for name, i in zip(SpecialIds._fields, ids, strict=True)}
+    config = {
+        "tokenizer_class": "BertTokenizer",
+        "do_lower_case": lowercase,
+        "strip_accents": None,
+        "tokenize_chinese_chars": True,
+        "model_max_length": model_max_length,
+        "clean_up_tokenization_spaces": False,
+        **specials,
+    }
+    with atomic_dir(out_dir) as tmp:
+        tok.save(str(tmp / "tokenizer.json"))
+        (tmp / "vocab.txt").write_text("".join(t + "\n" for t in by_id), encoding="utf-8")
+        (tmp / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+        (tmp / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")
+
+
+def _from_vocab_txt(directory: Path) -> Tokenizer:
+    """The BERT tokenizer an older HF directory (vocab.txt + tokenizer_config.json) describes."""
+    config_path = directory / "tokenizer_config.json"
+    config = {}
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise UserError(f"{config_path}: not valid JSON ({err})") from None
+    lines = (directory / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline; split("\n") like HF's reader, so U+2028 stays a token
+    vocab = {token: i for i, token in enumerate(lines)}
+    unk = config.get("unk_token", "[UNK]")
+    cls, sep = config.get("cls_token", "[CLS]"), config.get("sep_token", "[SEP]")
+    for token in (unk, cls, sep):
+        if token not in vocab:
+            raise UserError(f"{directory / 'vocab.txt'}: token '{token}' is not in the vocabulary")
+    tok = Tokenizer(models.WordPiece(vocab, unk_token=unk, max_input_chars_per_word=100))
+    _bert_pipeline(
+        tok,
+        lowercase=config.get("do_lower_case", True),
+        strip_accents=config.get("strip_accents"),
+        chinese_chars=config.get("tokenize_chinese_chars", True),
+        cls=(cls, vocab[cls]),
+        sep=(sep, vocab[sep]),
+    )
+    return tok
+
+
+def tokenizer_dir(path: str | Path) -> Path:
+    """The folder holding the tokenizer: `path` itself, or its `tokenizer/` (a run or shards dir)."""
+    path = Path(path)
+    if path.is_file() and path.name == "tokenizer.json":
+        return path.parent
+    if not path.is_dir():
+        raise UserError(f"{path}: no such tokenizer directory")
+    for candidate in (path, path / "tokenizer"):
+        if (candidate / "tokenizer.json").is_file() or (candidate / "vocab.txt").is_file():
+            return candidate
+    raise UserError(f"{path}: no tokenizer.json or vocab.txt here (train one with `plmkit tokenizer`)")
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Load ours or any Hugging Face BERT tokenizer dir (tokenizer.json, or vocab.txt alone)."""
+    directory = tokenizer_dir(path)
+    file = directory / "tokenizer.json"
+    try:
+        tok = Tokenizer.from_file(str(file)) if file.is_file() else _from_vocab_txt(directory)
+    except UserError:
+        raise
+    except Exception as err:  # the Rust loader raises a bare Exception; JSON/UTF-8 errors too
+        where = file if file.is_file() else directory / "vocab.txt"
+        raise UserError(f"{where}: cannot load tokenizer ({str(err).splitlines()[0][:200]})") from None
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
+def special_ids(tok: Tokenizer) -> SpecialIds:
+    """Look up [PAD] [UNK] [CLS] [SEP] [MASK] by their strings."""
+    found = []
+    for token in SPECIAL_TOKENS:
+        token_id = tok.token_to_id(token)
+        if token_id is None:
+            raise UserError(f"tokenizer has no {token} token (a BERT vocabulary needs all of {', '.join(SPECIAL_TOKENS)})")
+        found.append(token_id)
+    return SpecialIds(*found)
+
+
+def continuation_mask(tok: Tokenizer) -> np.ndarray:
+    """Bool array [vocab_size]: True where the piece continues a word ("##…"), for whole-word masking."""
+    prefix = getattr(tok.model, "continuing_subword_prefix", None) or "##"
+    mask = np.zeros(tok.get_vocab_size(with_added_tokens=True), dtype=bool)
+    for token, token_id in tok.get_vocab(with_added_tokens=True).items():
+        if token.startswith(prefix) and len(token) > len(prefix):
+            mask[token_id] = True
+    return mask
+
+
+def tokenizer_sha256(path: str | Path) -> str:
+    """SHA-256 of tokenizer.json's bytes (path: the file or its folder)."""
+    path = Path(path)
+    file = path if path.is_file() else tokenizer_dir(path) / "tokenizer.json"
+    if not file.is_file():
+        raise UserError(f"{file}: no such file (the hash is taken over tokenizer.json)")
+    digest = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,229 @@
+"""What a run reports: a progress bar, `metrics.jsonl`, TensorBoard events and `curves.png`.
+
+`metrics.jsonl` is the record: one JSON object per line, a "train" row every `log_every` steps
+(step, training time, learning rate, mean loss and loss-function metrics over the window,
+gradient norm, tokens/s) and an "eval" row per evaluation (its metrics prefixed `eval_`).
+TensorBoard and the PNG are views of the same numbers, written only when their optional
+packages are installed. The open averaging window is part of the checkpoint, and a resumed run
+first drops the rows written after its checkpoint, so an interrupted run's log reads like an
+uninterrupted one (times and tokens/s aside). Appending line by line costs a little I/O per
+log step and means a killed run may leave half a line, which the next read skips.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from plmkit.config import TrainConfig
+from plmkit.runtime import atomic_write_bytes, atomic_write_text, world_size
+
+METRICS = "metrics.jsonl"
+_NOT_METRICS = ("step", "time", "split")
+
+
+def read_rows(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of a run's metrics.jsonl (none when absent); a half-written line is skipped."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and "step" in row:
+            rows.append(row)
+    return rows
+
+
+def restart(run_dir: str | Path, step: int) -> list[dict[str, Any]]:
+    """Cut metrics.jsonl back to what a run had logged when its checkpoint at `step` was taken."""
+    kept = [
+        row
+        for row in read_rows(run_dir)
+        if row["step"] < step or (row["step"] == step and row.get("split") != "eval")
+    ]
+    atomic_write_text(Path(run_dir) / METRICS, "".join(json.dumps(r) + "\n" for r in kept))
+    return kept
+
+
+class TrainLog:
+    """Averages metrics over a log window and writes rows; only the process with `enabled` writes."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        cfg: TrainConfig,
+        start_step: int,
+        history: list[dict[str, Any]],
+        *,
+        enabled: bool,
+        window: dict[str, Any] | None = None,
+    ) -> None:
+        self.history = history
+        self.enabled = enabled
+        self.file = open(run_dir / METRICS, "a", encoding="utf-8") if enabled else None
+        self.tensorboard = _tensorboard(run_dir, start_step) if enabled else None
+        total = cfg.max_steps if cfg.max_steps > 0 else None
+        self.bar = tqdm(total=total, initial=start_step, disable=not enabled, desc="train")
+        self.load_window(window or {})
+
+    # -- the averaging window, part of every checkpoint
+
+    def load_window(self, window: dict[str, Any]) -> None:
+        """Continue a window from `window_state()` (an empty dict starts a fresh one)."""
+        self.loss_sum: float | torch.Tensor = window.get("loss_sum", 0.0)
+        self.losses: int = window.get("losses", 0)
+        self.sums: dict[str, list[float]] = {k: list(v) for k, v in window.get("sums", {}).items()}
+        self.tokens: int = window.get("tokens", 0)
+        self.since: float = window.get("since", 0.0)
+
+    def window_state(self) -> dict[str, Any]:
+        """The open window as JSON-ready data."""
+        loss_sum = float(self.loss_sum)
+        return {
+            "loss_sum": loss_sum,
+            "losses": self.losses,
+            "sums": self.sums,
+            "tokens": self.tokens,
+            "since": self.since,
+        }
+
+    def add(self, loss: torch.Tensor, metrics: dict[str, float], tokens: int) -> None:
+        """Count one micro-batch: its mean loss (kept on device), its metrics and its tokens."""
+        self.loss_sum = self.loss_sum + loss.detach().float()
+        self.losses += 1
+        for key, value in metrics.items():
+            total = self.sums.setdefault(key, [0.0, 0])
+            total[0] += float(value)
+            total[1] += 1
+        self.tokens += tokens
+
+    # -- rows
+
+    def end_step(
+        self,
+        step: int,
+        train_time_s: float,
+        lr: float,
+        grad_norm: torch.Tensor | None,
+        *,
+        write: bool,
+    ) -> None:
+        """Advance the bar; when `write`, emit a train row for the window and open a new one."""
+        self.bar.update(1)
+        if not write or self.losses == 0:
+            return
+        row: dict[str, Any] = {
+            "step": step,
+            "split": "train",
+            "time": round(train_time_s, 3),
+            "lr": lr,
+        }
+        row["loss"] = float(self.loss_sum) / self.losses
+        row.update({key: total / count for key, (total, count) in self.sums.items()})
+        if grad_norm is not None:
+            row["grad_norm"] = float(grad_norm)
+        seconds = train_time_s - self.since
+        if self.tokens and seconds > 0:
+            row["tokens_per_s"] = round(self.tokens * world_size() / seconds, 1)
+        self._emit(row)
+        shown = {"loss": f"{row['loss']:.4f}", "lr": f"{lr:.2e}"}
+        if "tokens_per_s" in row:
+            shown["tok/s"] = f"{row['tokens_per_s']:.0f}"
+        self.bar.set_postfix(shown, refresh=False)
+        self.load_window({"since": train_time_s})
+
+    def eval(self, step: int, train_time_s: float, metrics: dict[str, float]) -> None:
+        """Emit an eval row; keys gain an `eval_` prefix unless they have one."""
+        row: dict[str, Any] = {"step": step, "split": "eval", "time": round(train_time_s, 3)}
+        row.update(
+            {k if k.startswith("eval_") else f"eval_{k}": float(v) for k, v in metrics.items()}
+        )
+        self._emit(row)
+        if self.enabled:
+            shown = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in _NOT_METRICS)
+            self.bar.write(f"step {step}: {shown}")
+
+    def summary(self) -> dict[str, float]:
+        """The last train row's and the last eval row's metrics, merged."""
+        merged: dict[str, float] = {}
+        for split in ("train", "eval"):
+            rows = [r for r in self.history if r.get("split") == split]
+            if rows:
+                merged.update({k: v for k, v in rows[-1].items() if k not in _NOT_METRICS})
+        return merged
+
+    def close(self) -> None:
+        """Close the bar, the file and the TensorBoard writer."""
+        self.bar.close()
+        if self.file is not None:
+            self.file.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+    def _emit(self, row: dict[str, Any]) -> None:
+        self.history.append(row)
+        if self.file is not None:
+            self.file.write(json.dumps(row) + "\n")
+            self.file.flush()
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                if key not in _NOT_METRICS:
+                    self.tensorboard.add_scalar(f"{row['split']}/{key}", value, row["step"])
+
+
+def _tensorboard(run_dir: Path, start_step: int) -> Any:
+    """A SummaryWriter on run_dir/tb that discards events after `start_step`, or None without tensorboard."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1 if start_step else None)
+
+
+def write_curves(run_dir: str | Path) -> Path | None:
+    """Render run_dir/curves.png from metrics.jsonl: one panel per metric, eval beside train."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = read_rows(run_dir)
+    found = {k.removeprefix("eval_") for r in rows for k in r if k not in _NOT_METRICS}
+    names = sorted(found, key=lambda name: (name != "loss", name != "lr", name))
+    if not names:
+        return None
+    cols = min(3, len(names))
+    fig, axes = plt.subplots(
+        (len(names) + cols - 1) // cols,
+        cols,
+        figsize=(4 * cols, 3 * ((len(names) + cols - 1) // cols)),
+        squeeze=False,
+    )
+    for ax, name in zip(axes.flat, names, strict=False):  # spare panels stay empty
+        for key, style in ((name, "-"), (f"eval_{name}", "o-")):
+            steps = [r["step"] for r in rows if key in r]
+            if steps:
+                ax.plot(steps, [r[key] for r in rows if key in r], style, label=key, markersize=3)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.legend(fontsize="small")
+    for ax in list(axes.flat)[len(names) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    path = Path(run_dir) / "curves.png"
+    atomic_write_bytes(path, buffer.getvalue())
+    return path

@@ -1,0 +1,346 @@
+"""The one training loop, shared by pretraining, fine-tuning and distillation.
+
+A stage hands `fit` a model, a `BatchSource` (CPU tensors, plus a cursor it can save) and a loss
+function; the trainer knows nothing else about either. Each optimizer step reads, in order:
+eval if due → `grad_accum` micro-batches (forward under autocast, backward of loss/grad_accum)
+→ clip → AdamW step → schedule → log → save if due. Training stops at `max_steps` or once
+`max_time_s` of training time (evaluation and saving excluded) has passed; the schedule follows
+whichever limit is further along. Checkpoints (see state.py) restore weights, optimizer, RNG,
+data cursor and clock, so a resumed run is bit-identical to an uninterrupted one on CPU. The
+cost of that guarantee is that evaluation runs with the RNG states saved and put back, and that
+each checkpoint holds the optimizer state (twice the weights) besides the weights.
+
+Several processes (torchrun) get a seam, not a full treatment: DDP wrapping with `no_sync`
+during accumulation, rank 0 alone writing, and a stop decision all ranks agree on; data
+sharding is the BatchSource's job, and only rank 0's data cursor and RNG go in a checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+import torch
+from torch import nn
+
+from plmkit.config import TrainConfig, to_dict
+from plmkit.runtime import (
+    UserError,
+    autocast_dtype,
+    is_main_process,
+    pick_device,
+    rank,
+    seed_everything,
+    world_size,
+)
+from plmkit.train import log, state
+from plmkit.train.optim import SCHEDULES, build_optimizer, set_lr
+
+
+class BatchSource(Protocol):
+    """Where batches come from: CPU tensors on demand, and a cursor that checkpoints can hold."""
+
+    def next_batch(self, progress: float) -> dict[str, torch.Tensor]:
+        """The next micro-batch; `progress` in [0, 1] is the share of the run done."""
+        ...
+
+    def state_dict(self) -> dict:
+        """A JSON-serialisable data cursor (epoch, position, RNG seed state, ...)."""
+        ...
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a cursor returned by `state_dict`."""
+        ...
+
+
+LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
+EvalFn = Callable[[nn.Module], dict[str, float]]
+
+
+class FitResult(NamedTuple):
+    """What `fit` returns: where training stopped and what it last measured."""
+
+    steps: int
+    train_time_s: float
+    metrics: dict[str, float]  # last logged train metrics + last eval metrics (eval_*)
+    history: list[dict]  # every row of metrics.jsonl, resumed runs included
+
+
+@dataclasses.dataclass
+class _Run:
+    """Everything the loop touches, built once by `fit`."""
+
+    model: nn.Module  # the plain module: evaluated and saved
+    step_model: nn.Module  # what trains: the model, maybe DDP-wrapped and compiled
+    ddp: nn.parallel.DistributedDataParallel | None
+    optimizer: torch.optim.Optimizer
+    batches: BatchSource
+    loss_fn: LossFn
+    cfg: TrainConfig
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    run_dir: Path
+    run_config: dict | None
+    keep: int
+    step: int = 0
+    train_time_s: float = 0.0
+
+
+def fit(
+    model: nn.Module,
+    batches: BatchSource,
+    loss_fn: LossFn,
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    *,
+    eval_fn: EvalFn | None = None,
+    resume: bool = False,
+    run_config: dict | None = None,
+    keep_checkpoints: int = 2,
+) -> FitResult:
+    """Train `model` with `loss_fn` on `batches` under `cfg`, checkpointing into `run_dir`."""
+    run_dir = Path(run_dir)
+    _check(cfg)
+    ckpt = _checkpoint_to_resume(run_dir, resume)
+    saved = state.read_trainer_state(ckpt) if ckpt is not None else None
+    if saved is not None:
+        state.check_resume_config(saved, cfg, run_config)
+    else:
+        seed_everything(cfg.seed + rank())
+    run = _setup(model, batches, loss_fn, cfg, run_dir, run_config, keep_checkpoints)
+    rng = _restore(run, ckpt) if ckpt is not None else None
+    main = is_main_process()
+    history = log.restart(run_dir, run.step) if main else []
+    window = saved.get("log_window") if saved is not None else None
+    logger = log.TrainLog(run_dir, cfg, run.step, history, enabled=main, window=window)
+    if rng is not None:
+        state.restore_rng(rng)  # last, so nothing above draws from the restored streams
+    try:
+        _loop(run, logger, eval_fn)
+    finally:
+        logger.close()
+    if main:
+        log.write_curves(run_dir)
+    return FitResult(run.step, run.train_time_s, logger.summary(), logger.history)
+
+
+def _loop(run: _Run, logger: log.TrainLog, eval_fn: EvalFn | None) -> None:
+    """Optimizer steps until a limit is reached: eval, accumulate, clip, step, log, save."""
+    cfg = run.cfg
+    lr = set_lr(run.optimizer, cfg, _progress(run))
+    while True:
+        done = _finished(run)
+        # eval: the weights after `step` optimizer steps, every eval_every steps and at the end
+        if eval_fn is not None and run.step > 0 and (done or _due(run.step, cfg.eval_every)):
+            logger.eval(run.step, run.train_time_s, _evaluate(run, eval_fn))
+        if done:
+            break
+        started = time.perf_counter()
+        run.step_model.train()
+        progress = _progress(run)
+        # accumulate: grad_accum micro-batches; scaling each loss makes the gradient their mean
+        for micro in range(cfg.grad_accum):
+            batch = run.batches.next_batch(progress)
+            tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
+            with _no_sync(run, last=micro == cfg.grad_accum - 1):
+                with _autocast(run):
+                    loss, metrics = run.loss_fn(run.step_model, _to_device(batch, run.device))
+                (loss / cfg.grad_accum).backward()
+            logger.add(loss, metrics, tokens)
+        # clip
+        grad_norm = None
+        if cfg.clip_norm > 0:
+            grad_norm = nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip_norm)
+        # step, then the schedule sets the learning rate of the next step
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        run.step += 1
+        run.train_time_s += time.perf_counter() - started
+        step_lr, lr = lr, set_lr(run.optimizer, cfg, _progress(run))
+        last = _finished(run)
+        # log
+        write = last or _due(run.step, cfg.log_every)
+        logger.end_step(run.step, run.train_time_s, step_lr, grad_norm, write=write)
+        # save
+        if last or _due(run.step, cfg.save_every):
+            _save(run, logger, lr)
+
+
+# ----------------------------------------------------------------------------- the loop's helpers
+
+
+def _progress(run: _Run) -> float:
+    """Share of the run done: steps or training time, whichever is further along."""
+    cfg = run.cfg
+    by_steps = run.step / cfg.max_steps if cfg.max_steps > 0 else 0.0
+    by_time = run.train_time_s / cfg.max_time_s if cfg.max_time_s > 0 else 0.0
+    return min(1.0, max(by_steps, by_time))
+
+
+def _finished(run: _Run) -> bool:
+    """True once a step or time limit is reached (on every rank alike: rank clocks differ)."""
+    cfg = run.cfg
+    done = (cfg.max_steps > 0 and run.step >= cfg.max_steps) or (
+        cfg.max_time_s > 0 and run.train_time_s >= cfg.max_time_s
+    )
+    if run.ddp is not None:
+        flag = torch.tensor([float(done)], device=run.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        done = bool(flag.item())
+    return done
+
+
+def _due(step: int, every: int) -> bool:
+    return every > 0 and step % every == 0
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+
+
+def _autocast(run: _Run) -> contextlib.AbstractContextManager[Any]:
+    if run.amp_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(run.device.type, dtype=run.amp_dtype)
+
+
+def _no_sync(run: _Run, *, last: bool) -> contextlib.AbstractContextManager[Any]:
+    """Under DDP, skip the gradient all-reduce on every micro-batch but the last."""
+    if run.ddp is None or last:
+        return contextlib.nullcontext()
+    return run.ddp.no_sync()
+
+
+def _evaluate(run: _Run, eval_fn: EvalFn) -> dict[str, float]:
+    """Call `eval_fn` on the plain model, leaving every training RNG stream as it was."""
+    rng = state.capture_rng()
+    try:
+        with torch.no_grad(), _autocast(run):
+            return eval_fn(run.model)
+    finally:
+        state.restore_rng(rng)
+
+
+def _save(run: _Run, logger: log.TrainLog, next_lr: float) -> None:
+    """Checkpoint on rank 0: weights, optimizer, RNG, and the trainer's own position."""
+    if not is_main_process():
+        return
+    trainer = {
+        "step": run.step,
+        "train_time_s": run.train_time_s,
+        "batches": run.batches.state_dict(),
+        "schedule": {"progress": _progress(run), "lr": next_lr},
+        "log_window": logger.window_state(),
+        "train_config": to_dict(run.cfg),
+        "run_config": run.run_config,
+        "world_size": world_size(),
+    }
+    state.save_checkpoint(run.run_dir, run.step, run.model, run.optimizer, trainer, keep=run.keep)
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def _check(cfg: TrainConfig) -> None:
+    """Reject settings the loop cannot run with, naming the field."""
+    problems = [
+        ("max_steps", cfg.max_steps < 0, f"must be ≥ 0, got {cfg.max_steps}"),
+        ("max_time_s", cfg.max_time_s < 0, f"must be ≥ 0, got {cfg.max_time_s}"),
+        ("max_steps", cfg.max_steps == 0 and cfg.max_time_s <= 0, "is 0: set it, or max_time_s"),
+        ("grad_accum", cfg.grad_accum < 1, f"must be ≥ 1, got {cfg.grad_accum}"),
+        ("warmup_fraction", not 0 <= cfg.warmup_fraction < 1, "must be in [0, 1)"),
+        (
+            "schedule",
+            cfg.schedule not in SCHEDULES,
+            f"'{cfg.schedule}': use {', '.join(SCHEDULES)}",
+        ),
+        ("clip_norm", cfg.clip_norm < 0, f"must be ≥ 0, got {cfg.clip_norm}"),
+        ("eval_every", cfg.eval_every < 0, f"must be ≥ 0, got {cfg.eval_every}"),
+        ("save_every", cfg.save_every < 0, f"must be ≥ 0, got {cfg.save_every}"),
+        ("log_every", cfg.log_every < 0, f"must be ≥ 0, got {cfg.log_every}"),
+    ]
+    for field, bad, message in problems:
+        if bad:
+            raise UserError(f"config train.{field}: {message}")
+
+
+def _checkpoint_to_resume(run_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from; a fresh run must not mix with an old run's checkpoints."""
+    ckpt = state.latest_checkpoint(run_dir)
+    where = run_dir / state.CHECKPOINTS
+    if resume and ckpt is None:
+        raise UserError(f"resume: no checkpoint to resume in {where}")
+    if not resume and ckpt is not None:
+        raise UserError(
+            f"{where} already holds checkpoints: resume the run or train into a new directory"
+        )
+    return ckpt
+
+
+def _setup(
+    model: nn.Module,
+    batches: BatchSource,
+    loss_fn: LossFn,
+    cfg: TrainConfig,
+    run_dir: Path,
+    run_config: dict | None,
+    keep: int,
+) -> _Run:
+    """Place the model, build its optimizer and the module that trains (DDP, compiled)."""
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = _device(cfg)
+    amp_dtype = autocast_dtype(device, cfg.precision)
+    model.to(device)
+    optimizer = build_optimizer(model, cfg, device)
+    step_model, ddp = _wrap(model, cfg, device)
+    return _Run(
+        model=model,
+        step_model=step_model,
+        ddp=ddp,
+        optimizer=optimizer,
+        batches=batches,
+        loss_fn=loss_fn,
+        cfg=cfg,
+        device=device,
+        amp_dtype=amp_dtype,
+        run_dir=run_dir,
+        run_config=run_config,
+        keep=keep,
+    )
+
+
+def _restore(run: _Run, ckpt: Path) -> dict[str, Any]:
+    """Load a checkpoint into the run; return its RNG states, to be applied just before the loop."""
+    restored = state.load_checkpoint(ckpt, run.model, run.optimizer)
+    run.step, run.train_time_s = restored.trainer["step"], restored.trainer["train_time_s"]
+    run.batches.load_state_dict(restored.trainer["batches"])
+    return restored.rng
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    """The training device; under torchrun each process takes the GPU of its local rank."""
+    device = pick_device(cfg.device)
+    if world_size() > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
+def _wrap(
+    model: nn.Module, cfg: TrainConfig, device: torch.device
+) -> tuple[nn.Module, nn.parallel.DistributedDataParallel | None]:
+    """The module the loop trains: DDP-wrapped under torchrun, compiled when cfg.compile."""
+    ddp = None
+    if world_size() > 1:
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        ids = [device.index] if device.type == "cuda" else None
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    wrapped = ddp if ddp is not None else model
+    return (torch.compile(wrapped) if cfg.compile else wrapped), ddp

@@ -1,0 +1,60 @@
+"""Config loading: strict fields, typed overrides, and every shipped recipe loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from plmkit import config as C
+from plmkit.cli import VERBS, resolve
+from plmkit.runtime import UserError
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+
+
+def test_overrides_fill_nested_fields_with_types() -> None:
+    cfg = C.load_config(C.PretrainConfig, None, ["train.lr=3e-4", "model.num_layers=4",
+                                                 "objective.nsp=false", "init=some/dir"])
+    assert cfg.train.lr == 3e-4 and isinstance(cfg.train.lr, float)
+    assert cfg.model.num_layers == 4
+    assert cfg.objective.nsp is False
+    assert cfg.init == "some/dir"
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("train.learning_rate=1", "unknown field 'train.learning_rate'"),
+        ("model.num_layers=two", "config model.num_layers: expected int"),
+        ("objective.nsp=3", "config objective.nsp: expected true or false"),
+        ("train=5", "config train: expected a mapping"),
+        ("lr", "expected key=value"),
+    ],
+)
+def test_bad_overrides_name_the_field(override: str, fragment: str) -> None:
+    with pytest.raises(UserError, match=fragment.replace(".", r"\.")):
+        C.load_config(C.PretrainConfig, None, [override])
+
+
+def test_recipe_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pretrain: [unclosed\n")
+    with pytest.raises(UserError, match="bad.yaml: not valid YAML"):
+        resolve("pretrain", [str(bad)])
+    with pytest.raises(UserError, match="missing.yaml: config file not found"):
+        resolve("pretrain", [str(tmp_path / "missing.yaml")])
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[r.name for r in RECIPES])
+def test_every_recipe_loads_for_every_verb(recipe: Path) -> None:
+    sections = set(C.read_yaml(recipe))
+    assert sections <= set(VERBS), f"{recipe.name}: unknown sections {sections - set(VERBS)}"
+    for verb in sections:
+        cfg = resolve(verb, [str(recipe)])
+        assert isinstance(cfg, VERBS[verb][0])
+
+
+def test_demo_recipe_matches_built_in_defaults() -> None:
+    recipe = next(r for r in RECIPES if r.name == "demo-zh.yaml")
+    assert resolve("demo", [str(recipe)]) == C.DemoConfig()

@@ -1,0 +1,128 @@
+"""The training loop on a toy task: it learns, accumulates exactly, schedules, stops and logs."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from plmkit.runtime import UserError
+from plmkit.train.optim import lr_at, param_groups
+from plmkit.train.trainer import fit
+
+from .toy import ToyBatches, ToyNet, toy_config, toy_loss
+
+
+def test_loss_goes_down(tmp_path):
+    torch.manual_seed(0)
+    cfg = toy_config(max_steps=60, log_every=10)
+    result = fit(ToyNet(), ToyBatches(32), toy_loss, cfg, tmp_path)
+    losses = [row["loss"] for row in result.history if row["split"] == "train"]
+    assert result.steps == 60 and len(losses) == 6
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert result.metrics["acc"] > 0.8
+
+
+def test_grad_accum_matches_a_big_batch(tmp_path):
+    weights = []
+    for accum, batch_size in ((2, 8), (1, 16)):
+        torch.manual_seed(0)
+        model = ToyNet(dropout=0.0)
+        cfg = toy_config(grad_accum=accum, batch_size=batch_size, max_steps=5)
+        fit(model, ToyBatches(batch_size), toy_loss, cfg, tmp_path / str(accum))
+        weights.append(model.state_dict())
+    for name, value in weights[0].items():
+        assert (value - weights[1][name]).abs().max() < 1e-6, name
+
+
+def test_no_weight_decay_on_biases_and_norms():
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 4), nn.LayerNorm(4), nn.RMSNorm(4))
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert {id(p) for p in decay["params"]} == {id(model[0].weight), id(model[1].weight)}
+    assert len(no_decay["params"]) == 4  # linear bias, layer norm weight and bias, RMSNorm weight
+
+
+@pytest.mark.parametrize(
+    "schedule, progress, expected",
+    [
+        ("linear", 0.0, 0.0),
+        ("linear", 0.05, 0.5),  # half-way through the warm-up
+        ("linear", 0.1, 1.0),
+        ("linear", 0.55, 0.5),
+        ("linear", 1.0, 0.0),
+        ("cosine", 0.1 + 0.9 / 4, 0.5 * (1 + math.cos(math.pi / 4))),
+        ("cosine", 0.55, 0.5),
+        ("cosine", 1.0, 0.0),
+        ("constant", 0.05, 0.5),
+        ("constant", 0.9, 1.0),
+    ],
+)
+def test_schedule_values(schedule, progress, expected):
+    cfg = toy_config(schedule=schedule, warmup_fraction=0.1)
+    assert lr_at(progress, cfg) == pytest.approx(expected, abs=1e-12)
+
+
+def test_logged_lr_follows_the_schedule(tmp_path):
+    cfg = toy_config(max_steps=10, log_every=1, schedule="cosine", warmup_fraction=0.2)
+    batches = ToyBatches(8)
+    result = fit(ToyNet(), batches, toy_loss, cfg, tmp_path)
+    lrs = [row["lr"] for row in result.history]
+    assert lrs == pytest.approx([cfg.lr * lr_at(step / 10, cfg) for step in range(10)])
+    assert batches.progress == pytest.approx([step / 10 for step in range(10)])
+
+
+def test_max_time_stops_early_and_excludes_eval_time(tmp_path):
+    cfg = toy_config(max_steps=10**6, max_time_s=0.3, eval_every=20)
+
+    def slow_eval(model: nn.Module) -> dict[str, float]:
+        time.sleep(0.05)
+        return {"loss": 0.0}
+
+    started = time.perf_counter()
+    result = fit(ToyNet(), ToyBatches(8), toy_loss, cfg, tmp_path, eval_fn=slow_eval)
+    wall = time.perf_counter() - started
+    evals = sum(row["split"] == "eval" for row in result.history)
+    assert 0 < result.steps < 10**6
+    assert 0.3 <= result.train_time_s < 0.5
+    assert result.train_time_s < wall - 0.05 * evals
+
+
+def test_metrics_jsonl_rows_and_eval_cadence(tmp_path):
+    seen_steps = []
+
+    def eval_fn(model: nn.Module) -> dict[str, float]:
+        seen_steps.append(len(seen_steps))
+        assert not torch.is_grad_enabled()
+        return {"loss": 1.5, "eval_acc": 0.25}
+
+    cfg = toy_config(max_steps=10, eval_every=3, log_every=4)
+    result = fit(ToyNet(), ToyBatches(8, tokens=True), toy_loss, cfg, tmp_path, eval_fn=eval_fn)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows == result.history
+    assert [r["step"] for r in rows if r["split"] == "eval"] == [3, 6, 9, 10]
+    assert [r["step"] for r in rows if r["split"] == "train"] == [4, 8, 10]
+    train = next(r for r in rows if r["split"] == "train")
+    assert {"time", "lr", "loss", "acc", "grad_norm", "tokens_per_s"} <= set(train)
+    assert rows[-1] == {
+        "step": 10,
+        "split": "eval",
+        "time": rows[-1]["time"],
+        "eval_loss": 1.5,
+        "eval_acc": 0.25,
+    }
+    assert result.metrics["eval_loss"] == 1.5 and "loss" in result.metrics
+    assert (tmp_path / "checkpoints" / "step-10" / "model.safetensors").is_file()
+
+
+def test_bad_settings_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match=r"train\.grad_accum: must be ≥ 1"):
+        fit(ToyNet(), ToyBatches(8), toy_loss, toy_config(grad_accum=0), tmp_path)
+    with pytest.raises(UserError, match=r"train\.schedule: 'step'"):
+        fit(ToyNet(), ToyBatches(8), toy_loss, toy_config(schedule="step"), tmp_path)
+    with pytest.raises(UserError, match=r"train\.max_steps: is 0"):
+        fit(ToyNet(), ToyBatches(8), toy_loss, toy_config(max_steps=0), tmp_path)
