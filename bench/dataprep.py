@@ -19,18 +19,21 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # both sides get their speed from processes
+# Both sides get their parallelism from processes, not from threads inside `tokenizers`.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from plmkit.config import CorpusConfig, PrepareConfig, TokenizerStageConfig  # noqa: E402
 from plmkit.text.corpus import iter_documents  # noqa: E402
 from plmkit.text.shards import prepare_shards  # noqa: E402
 from plmkit.text.tokenizer import save_tokenizer, train_tokenizer  # noqa: E402
 
-ENWIKI = Path(__file__).resolve().parents[2] / "shared" / "data" / "enwiki-extract" / "enwiki_part1.txt.xz"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ENWIKI = SHARED_DATA / "enwiki-extract" / "enwiki_part1.txt.xz"
 BLOCK_SIZE = 128
 
 
@@ -86,21 +89,34 @@ def run_hf(text_file: Path, tok_dir: Path, cache: Path, workers: int) -> tuple[i
         return tokenizer(examples["text"], return_special_tokens_mask=True)
 
     tokenized = raw["train"].map(
-        tokenize, batched=True, num_proc=workers, remove_columns=["text"], load_from_cache_file=False
+        tokenize,
+        batched=True,
+        num_proc=workers,
+        remove_columns=["text"],
+        load_from_cache_file=False,
     )
     grouped = tokenized.map(group_texts, batched=True, num_proc=workers, load_from_cache_file=False)
     seconds = time.perf_counter() - start
     n_blocks = len(grouped)
-    masks = tokenized["special_tokens_mask"]
-    tokens = sum(len(m) - sum(m) for m in masks)  # text tokens, without [CLS]/[SEP]: counted untimed
+    # Text tokens, without [CLS]/[SEP], so both rows count the same thing (counted untimed).
+    tokens = sum(len(m) - sum(m) for m in tokenized["special_tokens_mask"])
     print(f"hf: {n_blocks:,} blocks of {BLOCK_SIZE}", file=sys.stderr)
     return tokens, seconds
 
 
+def _best(run: Callable[[int], tuple[int, float]], repeat: int) -> tuple[int, float]:
+    """(tokens, fastest seconds) over `repeat` runs."""
+    results = [run(i) for i in range(repeat)]
+    return results[0][0], min(seconds for _, seconds in results)
+
+
 def main() -> None:
+    """Prepare the text and the tokenizer, time both methods, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mb", type=float, default=20.0, help="megabytes of text (default 20)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for both")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="processes for both"
+    )
     parser.add_argument("--vocab", type=int, default=8000, help="WordPiece vocabulary size")
     parser.add_argument("--repeat", type=int, default=1, help="runs per method; the best counts")
     args = parser.parse_args()
@@ -109,22 +125,31 @@ def main() -> None:
         tmp = Path(tmp_name)
         text_file = tmp / "corpus.txt"
         size = write_text(ENWIKI, text_file, args.mb)
-        sample = [d.text for _, d in zip(range(500), iter_documents([str(text_file)], CorpusConfig()))]
+        sample = [
+            d.text for _, d in zip(range(500), iter_documents([str(text_file)], CorpusConfig()))
+        ]
         tok_cfg = TokenizerStageConfig(vocab_size=args.vocab)
-        save_tokenizer(train_tokenizer(sample, tok_cfg), tmp / "tok", lowercase=True, model_max_length=512)
-        print(f"{size / 1e6:.1f} MB of text, vocab {args.vocab}, workers {args.workers}", file=sys.stderr)
+        save_tokenizer(
+            train_tokenizer(sample, tok_cfg), tmp / "tok", lowercase=True, model_max_length=512
+        )
+        print(
+            f"{size / 1e6:.1f} MB of text, vocab {args.vocab}, workers {args.workers}",
+            file=sys.stderr,
+        )
 
-        rows = []
-        for name, run in (
-            ("plmkit prepare_shards", lambda i: run_plmkit(text_file, tmp / "tok", tmp / f"shards{i}", args.workers)),
-            ("HF datasets map + group_texts", lambda i: run_hf(text_file, tmp / "tok", tmp / f"cache{i}", args.workers)),
-        ):
-            results = [run(i) for i in range(args.repeat)]
-            tokens = results[0][0]
-            rows.append((name, tokens, min(seconds for _, seconds in results)))
+        shards, cache = tmp / "shards", tmp / "cache"
+        plmkit = _best(
+            lambda i: run_plmkit(text_file, tmp / "tok", shards / str(i), args.workers), args.repeat
+        )
+        hf = _best(
+            lambda i: run_hf(text_file, tmp / "tok", cache / str(i), args.workers), args.repeat
+        )
+    rows = [("plmkit prepare_shards", *plmkit), ("HF datasets map + group_texts", *hf)]
+    if plmkit[0] != hf[0]:
+        print(f"warning: token counts differ ({plmkit[0]:,} vs {hf[0]:,})", file=sys.stderr)
 
     base = rows[1][1] / rows[1][2]
-    print(f"| method | tokens | seconds | tokens/s | ratio |\n|---|---:|---:|---:|---:|")
+    print("| method | tokens | seconds | tokens/s | ratio |\n|---|---:|---:|---:|---:|")
     for name, tokens, seconds in rows:
         rate = tokens / seconds
         print(f"| {name} | {tokens:,} | {seconds:.1f} | {rate:,.0f} | {rate / base:.2f}x |")

@@ -79,12 +79,17 @@ class PretrainBatches:
         chunk = self._take_sentences(sentence, doc, budget)
         if not self.nsp:
             return _flatten(chunk)[:budget], [], 0
-        split = int(self.rng.integers(1, len(chunk))) if len(chunk) > 1 else 1
-        segment_a = _flatten(chunk[:split])
-        if len(chunk) == 1 or self.rng.random() < 0.5:
+        if len(chunk) > 1:  # split between sentences, as BERT does
+            split = int(self.rng.integers(1, len(chunk)))
+            segment_a, true_next = _flatten(chunk[:split]), _flatten(chunk[split:])
+        else:  # one sentence longer than the budget (common at short lengths): split inside it
+            tokens = _flatten(chunk)[:budget]
+            cut = int(self.rng.integers(1, len(tokens))) if len(tokens) > 1 else len(tokens)
+            segment_a, true_next = tokens[:cut], tokens[cut:]
+        if not true_next or self.rng.random() < 0.5:
             segment_b, label = self._random_segment(doc, budget - len(segment_a)), 1
         else:
-            segment_b, label = _flatten(chunk[split:]), 0
+            segment_b, label = true_next, 0
         segment_a, segment_b = _truncate_pair(segment_a, segment_b, budget)
         return segment_a, segment_b, label
 

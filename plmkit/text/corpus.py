@@ -21,6 +21,7 @@ import json
 import lzma
 import re
 import unicodedata
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,8 +66,10 @@ def resolve_inputs(inputs: list[str]) -> list[Path]:
         for match in matches:
             if match.is_dir():
                 found = sorted(
-                    p for p in match.rglob("*")
-                    if p.is_file() and not any(part.startswith(".") for part in p.relative_to(match).parts)
+                    p
+                    for p in match.rglob("*")
+                    if p.is_file()
+                    and not any(part.startswith(".") for part in p.relative_to(match).parts)
                 )
                 if not found and len(matches) == 1:
                     raise UserError(f"{spec}: folder holds no files")
@@ -102,8 +105,10 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, line.rstrip("\n")
     except UnicodeDecodeError:
         bad, where = _bad_utf8_line(path)
-        raise UserError(f"{path}:{bad}: not valid UTF-8 ({where}); re-encode the file as UTF-8") from None
-    except (OSError, EOFError, lzma.LZMAError) as err:
+        raise UserError(
+            f"{path}:{bad}: not valid UTF-8 ({where}); re-encode the file as UTF-8"
+        ) from None
+    except (OSError, EOFError, lzma.LZMAError, zlib.error) as err:  # corrupt archives
         raise UserError(f"{path}: cannot read after line {number} ({err})") from None
 
 
@@ -138,14 +143,18 @@ def _text_docs(lines: Iterator[tuple[int, str]], doc_split: str) -> Iterator[tup
         yield start, "\n".join(buf)
 
 
-def _jsonl_docs(lines: Iterator[tuple[int, str]], path: Path, field: str) -> Iterator[tuple[int, str]]:
+def _jsonl_docs(
+    lines: Iterator[tuple[int, str]], path: Path, field: str
+) -> Iterator[tuple[int, str]]:
     for number, line in lines:
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise UserError(f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})") from None
+            raise UserError(
+                f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})"
+            ) from None
         if not isinstance(record, dict) or field not in record:
             keys = ", ".join(sorted(record)) if isinstance(record, dict) else type(record).__name__
             raise UserError(
@@ -153,7 +162,9 @@ def _jsonl_docs(lines: Iterator[tuple[int, str]], path: Path, field: str) -> Ite
             )
         text = record[field]
         if not isinstance(text, str):
-            raise UserError(f"{path}:{number}: field '{field}' is {type(text).__name__}, not a string")
+            raise UserError(
+                f"{path}:{number}: field '{field}' is {type(text).__name__}, not a string"
+            )
         yield number, text
 
 
@@ -249,42 +260,25 @@ _INITIALS = re.compile(r"(?:[A-Za-z]\.)+")  # U.S. e.g. i.e. J.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 # Chinese/Japanese: full-width enders, or the ASCII forms NFKC turns them into after a CJK
 # character; closing quotes and brackets stay with the sentence. No space is needed after.
-_CJK_END = re.compile(
-    rf"(?:[。！？；…]+|(?<=[{_CJK}])(?:[!?;]+|\.{{3,}}))[”’」』）)》】\"']*(?=.)"
-)
+_CJK_HINT = re.compile(f"[{_CJK}。！？；…]")  # cheap test before the slower _CJK_END scan
+_CJK_END = re.compile(rf"(?:[。！？；…]+|[{_CJK}](?:[!?;]+|\.{{3,}}))[”’」』）)》】\"']*(?=.)")
 
 
-def _is_abbreviation(line: str, dot: int) -> bool:
-    """Whether the period at `dot` ends an abbreviation rather than a sentence."""
-    start = line.rfind(" ", 0, dot) + 1
-    word = line[start : dot + 1].lstrip("\"'“‘([")
-    if _INITIALS.fullmatch(word):
-        return True
-    return word[:-1].lower() in _ABBREVIATIONS
-
-
-def _line_sentences(line: str) -> list[str]:
-    cuts = [m.end() for m in _CJK_END.finditer(line)]
-    for m in _EN_END.finditer(line):
-        if line[m.start()] == "." and m.group().count(".") == 1 and _is_abbreviation(line, m.start()):
-            continue
-        cuts.append(m.end())
-    if not cuts:
-        return [line]
-    cuts = sorted(set(cuts))
-    pieces, prev = [], 0
-    for cut in cuts:
-        pieces.append(line[prev:cut])
-        prev = cut
-    pieces.append(line[prev:])
-    return [p.strip() for p in pieces if p.strip()]
+def _is_abbreviation(text: str, end: re.Match) -> bool:
+    """Whether a single period matched by _EN_END ends an abbreviation rather than a sentence."""
+    dot = end.start()
+    if text[dot] != "." or end.group().count(".") != 1:
+        return False
+    start = max(text.rfind(" ", 0, dot), text.rfind("\n", 0, dot)) + 1
+    word = text[start : dot + 1].lstrip("\"'“‘([")
+    return _INITIALS.fullmatch(word) is not None or word[:-1].lower() in _ABBREVIATIONS
 
 
 def split_sentences(text: str) -> list[str]:
     """Split a document into sentences (English and CJK rules; each line is at least one)."""
-    sentences: list[str] = []
-    for line in text.split("\n"):
-        line = line.strip()
-        if line:
-            sentences.extend(_line_sentences(line))
-    return sentences
+    cuts = [m.end() for m in _EN_END.finditer(text) if not _is_abbreviation(text, m)]
+    if not text.isascii() and _CJK_HINT.search(text):
+        cuts += [m.end() for m in _CJK_END.finditer(text)]
+        cuts.sort()
+    pieces = [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)])] if cuts else [text]
+    return [s for piece in pieces for line in piece.split("\n") if (s := line.strip())]

@@ -1,13 +1,15 @@
 """Corpus → packed token shards on disk, and the memory-mapped reader every trainer uses.
 
-`prepare_shards` streams documents (corpus.py), sends chunks of about a megabyte of text to
-worker processes that split sentences and tokenize with `encode_batch_fast` (ids only, no
-offsets), and appends the ids to one flat file per split. Chunks come back in the order they
-were sent and at most two per worker are in flight, so the files are identical whatever the
-number of workers and memory stays flat however large the corpus is. Everything is written to
-a temporary directory that replaces the output only on success.
+`prepare_shards` streams documents (corpus.py) and sends chunks of about a megabyte of text
+to worker processes, which split sentences and tokenize them (tokenizer.SentenceEncoder: the
+tokenizer's own ids, produced through a word cache) and return numpy arrays; the main process
+appends them to one flat file per split. Chunks come back in the order they were sent and at
+most two per worker are in flight, so the files are identical whatever the number of workers
+and memory stays flat however large the corpus is. Everything is written to a temporary
+directory that replaces the output only on success.
 
-On disk, for each split (`train`, `val`; a document's split is fixed by a hash of its text):
+On disk, for each split (`train`, `val`; a document's split is fixed by a hash of its text,
+so it does not move when the corpus grows or the workers change):
   {split}.bin   token ids, uint16 (vocab ≤ 65535) or uint32, sentences back to back
   {split}.idx   int64 little-endian sentence starts, n_sentences + 1 entries (last = n_tokens)
   {split}.docs  int64 little-endian document starts in sentences, n_documents + 1 entries
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import json
 import multiprocessing
 import os
@@ -41,13 +42,24 @@ from tqdm import tqdm
 from plmkit.config import PrepareConfig
 from plmkit.runtime import UserError, atomic_dir
 from plmkit.text.corpus import iter_documents, resolve_inputs, split_sentences
-from plmkit.text.tokenizer import load_tokenizer, special_ids, tokenizer_dir, tokenizer_sha256
+from plmkit.text.tokenizer import (
+    SentenceEncoder,
+    load_tokenizer,
+    special_ids,
+    tokenizer_dir,
+    tokenizer_sha256,
+)
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val")
 _CHUNK_CHARS = 1 << 20  # text per worker task: large enough to amortise pickling and IPC
 _IN_FLIGHT_PER_WORKER = 2  # bounds memory; two keeps every worker busy while one result is written
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+)
 
 
 class _Part(NamedTuple):
@@ -60,17 +72,19 @@ class _Part(NamedTuple):
 
 # ----------------------------------------------------------------------------- worker side
 
-_worker_tokenizer: Tokenizer | None = None
-_worker_settings: tuple[np.dtype, float] = (np.dtype(np.uint16), 0.0)
+_worker_args: tuple[SentenceEncoder, np.dtype, float] | None = None  # set in each pool process
 
 
-def _init_worker(tok_dir: str, dtype: str, val_fraction: float, single: bool) -> None:
-    """Load the tokenizer once per process; pool workers tokenize on one thread each."""
-    global _worker_tokenizer, _worker_settings
-    if not single:
-        os.environ["TOKENIZERS_PARALLELISM"] = "false"  # parallelism comes from processes
-    _worker_tokenizer = load_tokenizer(tok_dir)
-    _worker_settings = (np.dtype(dtype), val_fraction)
+def _init_worker(tok_dir: str, dtype: str, val_fraction: float) -> None:
+    """Load the tokenizer once per pool process; each tokenizes on one thread."""
+    global _worker_args
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the parallelism comes from processes
+    _worker_args = (SentenceEncoder(load_tokenizer(tok_dir)), np.dtype(dtype), val_fraction)
+
+
+def _worker_encode(texts: list[str]) -> tuple[_Part, ...]:
+    assert _worker_args is not None, "pool process not initialised"
+    return _encode_chunk(texts, *_worker_args)
 
 
 def _is_val(text: str, val_fraction: float) -> bool:
@@ -79,19 +93,18 @@ def _is_val(text: str, val_fraction: float) -> bool:
     return int.from_bytes(digest, "little") / 2**64 < val_fraction
 
 
-def _encode_chunk(texts: list[str]) -> tuple[_Part, ...]:
+def _encode_chunk(
+    texts: list[str], encoder: SentenceEncoder, dtype: np.dtype, val_fraction: float
+) -> tuple[_Part, ...]:
     """Split and tokenize a chunk of documents; return one part per split, empty ones dropped."""
-    assert _worker_tokenizer is not None, "worker not initialised"
-    dtype, val_fraction = _worker_settings
     sentences: list[str] = []
     per_doc = np.empty(len(texts), dtype=np.int64)
     for d, text in enumerate(texts):
         doc = split_sentences(text)
         sentences.extend(doc)
         per_doc[d] = len(doc)
-    ids = [e.ids for e in _worker_tokenizer.encode_batch_fast(sentences, add_special_tokens=False)]
-    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum()))
+    ids, lengths = encoder(sentences)
+    flat = ids.astype(dtype)
 
     doc_of_sentence = np.repeat(np.arange(len(texts)), per_doc)
     kept = lengths > 0  # a sentence of only control characters tokenizes to nothing
@@ -147,28 +160,45 @@ def _quiet_fork() -> Iterator[None]:
             os.environ["TOKENIZERS_PARALLELISM"] = before
 
 
-def _encoded(chunks: Iterator[list[str]], init_args: tuple, workers: int) -> Iterator[tuple[int, tuple[_Part, ...]]]:
-    """(documents in, parts) per chunk, in input order; `workers` processes, or this one if 1."""
+@contextlib.contextmanager
+def _worker_pool(
+    workers: int, init_args: tuple[str, str, float]
+) -> Iterator[ProcessPoolExecutor | None]:
+    """A started pool of `workers` processes, or None for 1 (tokenize in this process)."""
     if workers == 1:
-        _init_worker(*init_args, True)
-        for chunk in chunks:
-            yield len(chunk), _encode_chunk(chunk)
+        yield None
         return
-    pool = ProcessPoolExecutor(workers, _fork_context(), _init_worker, (*init_args, False))
-    pending: deque[tuple[int, Future]] = deque()
+    pool = ProcessPoolExecutor(workers, _fork_context(), _init_worker, init_args)
     try:
         with _quiet_fork():
-            pool.submit(os.getpid).result()  # start the workers now, inside the quiet block
-        for chunk in chunks:
-            pending.append((len(chunk), pool.submit(_encode_chunk, chunk)))
-            if len(pending) >= workers * _IN_FLIGHT_PER_WORKER:
-                n, future = pending.popleft()
-                yield n, future.result()
-        while pending:
-            n, future = pending.popleft()
-            yield n, future.result()
+            pool.submit(os.getpid).result()  # start the processes now, inside the quiet block
+        yield pool
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _encoded(
+    chunks: Iterator[list[str]],
+    pool: ProcessPoolExecutor | None,
+    workers: int,
+    init_args: tuple[str, str, float],
+) -> Iterator[tuple[int, tuple[_Part, ...]]]:
+    """(documents in the chunk, its parts) per chunk, in input order, at most 2 per worker in flight."""
+    if pool is None:
+        tok_dir, dtype, val_fraction = init_args
+        encoder = SentenceEncoder(load_tokenizer(tok_dir))
+        for chunk in chunks:
+            yield len(chunk), _encode_chunk(chunk, encoder, np.dtype(dtype), val_fraction)
+        return
+    pending: deque[tuple[int, Future]] = deque()
+    for chunk in chunks:
+        pending.append((len(chunk), pool.submit(_worker_encode, chunk)))
+        if len(pending) >= workers * _IN_FLIGHT_PER_WORKER:
+            n, future = pending.popleft()
+            yield n, future.result()
+    while pending:
+        n, future = pending.popleft()
+        yield n, future.result()
 
 
 class _SplitWriter:
@@ -181,6 +211,7 @@ class _SplitWriter:
         self.tokens = self.sentences = self.documents = 0
 
     def append(self, part: _Part) -> None:
+        """Write one chunk's share: tokens, then its sentence and document starts."""
         part.tokens.tofile(self.bin)
         starts = self.tokens + np.cumsum(part.sentence_lengths) - part.sentence_lengths
         starts.astype("<i8").tofile(self.idx)
@@ -191,6 +222,7 @@ class _SplitWriter:
         self.documents += len(part.doc_sentences)
 
     def close(self) -> dict[str, int]:
+        """Write the final index entries (the totals), close the files, return the counts."""
         np.array([self.tokens], dtype="<i8").tofile(self.idx)
         np.array([self.sentences], dtype="<i8").tofile(self.docs)
         for f in (self.bin, self.idx, self.docs):
@@ -207,6 +239,27 @@ def _copy_tokenizer(tok: Tokenizer, source: Path, target: Path) -> None:
         tok.save(str(target / "tokenizer.json"))
 
 
+def _write_splits(
+    directory: Path, chunks: Iterator[tuple[int, tuple[_Part, ...]]], progress: bool
+) -> dict[str, dict[str, int]]:
+    """Append every encoded chunk to the split files in `directory`; return the counts."""
+    writers = {split: _SplitWriter(directory, split) for split in SPLITS}
+    bar = tqdm(desc="prepare", unit=" docs", file=sys.stderr, disable=not progress)
+    start, tokens = time.perf_counter(), 0
+    try:
+        for n_docs, parts in chunks:
+            for split, part in zip(SPLITS, parts, strict=True):
+                writers[split].append(part)
+                tokens += len(part.tokens)
+            bar.update(n_docs)
+            rate = tokens / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix_str(f"{tokens:,} tokens, {rate:,.0f} tokens/s", refresh=False)
+    finally:
+        bar.close()
+        counts = {split: w.close() for split, w in writers.items()}
+    return counts
+
+
 def prepare_shards(cfg: PrepareConfig, *, progress: bool = True) -> dict:
     """Tokenize cfg.inputs into packed train/val shards in cfg.output; return the header."""
     if not 0.0 <= cfg.val_fraction < 1.0:
@@ -220,26 +273,11 @@ def prepare_shards(cfg: PrepareConfig, *, progress: bool = True) -> dict:
     specials = special_ids(tok)
     resolve_inputs(cfg.inputs)  # fail on a missing input before any work
     workers = cfg.workers or os.cpu_count() or 1
-    texts = (doc.text for doc in iter_documents(cfg.inputs, cfg.corpus))
     init_args = (str(tok_dir), dtype, cfg.val_fraction)
+    chunks = _chunks(doc.text for doc in iter_documents(cfg.inputs, cfg.corpus))
 
-    with atomic_dir(cfg.output) as tmp:
-        writers = {split: _SplitWriter(tmp, split) for split in SPLITS}
-        bar = tqdm(desc="prepare", unit=" docs", file=sys.stderr, disable=not progress)
-        start, tokens = time.perf_counter(), 0
-        results = contextlib.closing(_encoded(_chunks(texts), init_args, workers))
-        try:
-            with results as encoded:
-                for n_docs, parts in encoded:
-                    for split, part in zip(SPLITS, parts, strict=True):
-                        writers[split].append(part)
-                        tokens += len(part.tokens)
-                    bar.update(n_docs)
-                    rate = tokens / max(time.perf_counter() - start, 1e-9)
-                    bar.set_postfix_str(f"{tokens:,} tokens, {rate:,.0f} tokens/s", refresh=False)
-        finally:
-            bar.close()
-            counts = {split: w.close() for split, w in writers.items()}
+    with atomic_dir(cfg.output) as tmp, _worker_pool(workers, init_args) as pool:
+        counts = _write_splits(tmp, _encoded(chunks, pool, workers, init_args), progress)
         _copy_tokenizer(tok, tok_dir, tmp / "tokenizer")
         header = {
             "format_version": FORMAT_VERSION,
@@ -265,7 +303,9 @@ def _read_header(directory: Path) -> dict:
     try:
         header = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"{path}: missing; {directory} is not a finished shards directory") from None
+        raise UserError(
+            f"{path}: missing; {directory} is not a finished shards directory"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: not valid JSON ({err})") from None
     if header.get("format_version") != FORMAT_VERSION:
@@ -306,7 +346,9 @@ class ShardReader:
         self.num_sentences = int(counts["sentences"])
         self.num_documents = int(counts["documents"])
         index = np.dtype("<i8")
-        self.tokens = _map(directory / f"{split}.bin", np.dtype(self.header["dtype"]), self.num_tokens)
+        self.tokens = _map(
+            directory / f"{split}.bin", np.dtype(self.header["dtype"]), self.num_tokens
+        )
         self.sentence_starts = _map(directory / f"{split}.idx", index, self.num_sentences + 1)
         self.doc_starts = _map(directory / f"{split}.docs", index, self.num_documents + 1)
         if self.sentence_starts[-1] != self.num_tokens or self.doc_starts[-1] != self.num_sentences:

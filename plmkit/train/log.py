@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,10 @@ class TrainLog:
         self.file = open(run_dir / METRICS, "a", encoding="utf-8") if enabled else None
         self.tensorboard = _tensorboard(run_dir, start_step) if enabled else None
         total = cfg.max_steps if cfg.max_steps > 0 else None
-        self.bar = tqdm(total=total, initial=start_step, disable=not enabled, desc="train")
+        # Redraw often on a terminal; in a log file (CI, nohup) a line every 30 s is plenty.
+        interval = 0.5 if sys.stderr.isatty() else 30.0
+        self.bar = tqdm(total=total, initial=start_step, disable=not enabled, desc="train",
+                        mininterval=interval, dynamic_ncols=True)
         self.load_window(window or {})
 
     # -- the averaging window, part of every checkpoint
