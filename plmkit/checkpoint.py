@@ -14,7 +14,6 @@ query/key/value on save and joined on load, which the table marks by listing thr
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,6 +25,7 @@ from torch import nn
 from plmkit.config import ModelConfig
 from plmkit.models.encoder import Encoder
 from plmkit.runtime import UserError, atomic_dir
+from plmkit.text.tokenizer import copy_tokenizer_files
 
 # ----------------------------------------------------------------------------- the weight-name map
 
@@ -172,7 +172,6 @@ def _check_architecture(architecture: str) -> tuple[str, tuple[str, ...]]:
 
 # ----------------------------------------------------------------------------- saving
 
-_MODEL_FILES = ("config.json", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
 def _our_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -228,24 +227,11 @@ def save_model(
     if architecture == "BertForSequenceClassification":
         extra = _labels_config(model, extra)
     hf_config = config_to_hf(cfg, architecture, extra)
-    tokenizer_files = _tokenizer_files(tokenizer_dir) if tokenizer_dir is not None else []
     with atomic_dir(out_dir) as tmp:
-        for path in tokenizer_files:
-            shutil.copy2(path, tmp / path.name)
+        if tokenizer_dir is not None:
+            copy_tokenizer_files(tokenizer_dir, tmp)
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-
-
-def _tokenizer_files(tokenizer_dir: str | Path) -> list[Path]:
-    """Every plain file in `tokenizer_dir` except model weights and config."""
-    directory = Path(tokenizer_dir)
-    if not directory.is_dir():
-        raise UserError(f"{directory}: tokenizer directory not found")
-    return [
-        p
-        for p in sorted(directory.iterdir())
-        if p.is_file() and p.name not in _MODEL_FILES and p.suffix not in (".safetensors", ".bin")
-    ]
 
 
 # ----------------------------------------------------------------------------- loading

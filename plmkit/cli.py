@@ -95,16 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve(verb: str, args: list[str]) -> Any:
     """The verb's config from an optional recipe and overrides."""
     cls, _, _ = VERBS[verb]
-    recipe = None
+    recipe: dict[str, Any] | None = None
     if args and "=" not in args[0]:
-        recipe, args = args[0], args[1:]
+        recipe, args = C.read_yaml(args[0]), args[1:]
+        # A recipe either has one section per verb (every top-level key a verb) or is one verb's config.
+        if recipe and set(recipe) <= set(VERBS):
+            recipe = recipe.get(verb) or {}
     for arg in args:
         if "=" not in arg:
             raise UserError(f"'{arg}': expected key=value (a recipe file may only come first)")
-    section: str | None = verb
-    if recipe is not None and not set(C.read_yaml(recipe)) & set(VERBS):
-        section = None  # a recipe written for this verb alone, without sections
-    return C.load_config(cls, recipe, args, section=section)
+    return C.load_config(cls, recipe, args)
 
 
 def stage_runner(verb: str) -> Callable[[Any], Any]:

@@ -96,6 +96,7 @@ class TokenizerStageConfig:
     min_frequency: int = 2
     limit_alphabet: int = 0  # 0 = vocab_size: on CJK a small alphabet means many [UNK]
     model_max_length: int = 512
+    max_documents: int = 0  # train on the first N documents only (0 = all): faster on big corpora
     corpus: CorpusConfig = dataclasses.field(default_factory=CorpusConfig)
 
 
@@ -183,7 +184,7 @@ class EvaluateConfig:
     file: str = ""
     batch_size: int = 64
     table: TableConfig | None = None  # default: the columns the model was fine-tuned with
-    output: str | None = None  # write results.md here (default: beside the model)
+    output: str | None = None  # Markdown results file (default: MODEL/eval-FILE.md)
 
 
 @dataclasses.dataclass
@@ -214,7 +215,7 @@ def _demo_pretrain() -> PretrainConfig:
         model=ModelConfig(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=512,
                           max_position=128),
         objective=ObjectiveConfig(seq_len=128, short_seq_len=32, short_seq_fraction=0.6),
-        train=TrainConfig(lr=1e-3, batch_size=64, max_steps=1_000_000, max_time_s=420.0,
+        train=TrainConfig(lr=2e-3, batch_size=64, max_steps=1_000_000, max_time_s=420.0,
                           warmup_fraction=0.05, save_every=1000, log_every=20),
     )
 
@@ -222,6 +223,7 @@ def _demo_pretrain() -> PretrainConfig:
 def _demo_finetune() -> FinetuneConfig:
     return FinetuneConfig(
         max_length=128,
+        pooling="mean",
         epochs=4.0,
         train=TrainConfig(lr=1e-3, batch_size=32, max_steps=0, warmup_fraction=0.1),
     )
@@ -242,9 +244,13 @@ class DemoConfig:
 # ----------------------------------------------------------------------------- loading
 
 
-def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
-    """Build dataclass `cls` from plain data, rejecting unknown keys and wrong types by name."""
-    data = data or {}
+def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "", base: T | None = None) -> T:
+    """Fill dataclass `cls` from plain data over `base` (default: `cls()`), rejecting unknown
+    keys and wrong types by name. Nested sections merge into the base's own section, so
+    `train.lr=…` keeps every other default the stage chose for its `train` section."""
+    base = cls() if base is None else base
+    if data is None:
+        return base
     if not isinstance(data, dict):
         raise UserError(f"config {where or 'root'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -253,30 +259,35 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     if unknown:
         key = f"{where}.{unknown[0]}" if where else unknown[0]
         raise UserError(f"config: unknown field '{key}' (known: {', '.join(sorted(names))})")
-    kwargs = {}
+    changes = {}
     for name, value in data.items():
         key = f"{where}.{name}" if where else name
-        kwargs[name] = _coerce(hints[name], value, key)
-    return cls(**kwargs)
+        changes[name] = _coerce(hints[name], value, key, getattr(base, name))
+    return dataclasses.replace(base, **changes)
 
 
-def _coerce(hint: Any, value: Any, key: str) -> Any:
+def _coerce(hint: Any, value: Any, key: str, current: Any = None) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
         if value is None and type(None) in options:
             return None
         inner = [o for o in options if o is not type(None)]
-        return _coerce(inner[0], value, key)
+        return _coerce(inner[0], value, key, current)
     if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, key)
+        section_base = current if dataclasses.is_dataclass(current) else None
+        return from_dict(hint, value, key, section_base)
     if origin is list:
         (item,) = typing.get_args(hint)
-        if isinstance(value, str):
+        if isinstance(value, (str, int, float, bool)):
             value = [value]
         if not isinstance(value, list):
             raise UserError(f"config {key}: expected a list, got {value!r}")
         return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is str and isinstance(value, (int, float, bool)):
+        return str(value).lower() if isinstance(value, bool) else str(value)  # labels=[0,1], text=42
+    if hint is float and isinstance(value, str) and _looks_numeric(value):
+        return float(value)  # YAML 1.1 reads 3e-4 as a string
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint is bool and not isinstance(value, bool):
@@ -300,9 +311,10 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise UserError(f"override '{item}': expected key=value, e.g. train.lr=3e-4")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
-        if isinstance(value, str) and _looks_numeric(value):
-            value = float(value)  # YAML 1.1 reads 3e-4 as a string
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw  # not YAML (say text='a: b: c'): take it as the plain string it is
         node = tree
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -348,16 +360,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(
-    cls: type[T], recipe: str | Path | None, overrides: list[str], section: str | None = None
-) -> T:
-    """Defaults ← recipe section ← overrides, validated into `cls`."""
-    data: dict[str, Any] = {}
-    if recipe is not None:
-        data = read_yaml(recipe)
-        if section is not None:
-            data = data.get(section) or {}
-    return from_dict(cls, merge(data, parse_overrides(overrides)))
+def load_config(cls: type[T], recipe: dict[str, Any] | None, overrides: list[str]) -> T:
+    """Defaults ← recipe (already the verb's section) ← overrides, validated into `cls`."""
+    return from_dict(cls, merge(recipe or {}, parse_overrides(overrides)))
 
 
 def dump_yaml(cfg: Any) -> str:

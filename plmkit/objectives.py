@@ -24,8 +24,6 @@ from torch import nn
 from plmkit.text.shards import ShardReader
 from plmkit.text.tokenizer import SpecialIds
 
-FIRST_ORDINARY_ID = 5  # ids below this are [PAD] [UNK] [CLS] [SEP] [MASK] in plmkit tokenizers
-
 
 @dataclass
 class MaskingSpec:
@@ -35,6 +33,10 @@ class MaskingSpec:
     vocab_size: int
     mask_prob: float = 0.15
     continuation: np.ndarray | None = None  # bool per token id: "##" pieces (whole-word masking)
+
+    def __post_init__(self) -> None:
+        # The 10% random replacements never draw a special token (their ids vary by vocabulary).
+        self.replacement_ids = np.setdiff1d(np.arange(self.vocab_size), np.asarray(self.special))
 
 
 class PretrainBatches:
@@ -183,8 +185,8 @@ def mask_tokens(input_ids: np.ndarray, masking: MaskingSpec,
     to_mask = roll < 0.8
     to_random = (roll >= 0.8) & (roll < 0.9)
     masked[positions[to_mask]] = sp.mask
-    random_ids = rng.integers(FIRST_ORDINARY_ID, masking.vocab_size, size=int(to_random.sum()))
-    masked[positions[to_random]] = random_ids
+    pool = masking.replacement_ids
+    masked[positions[to_random]] = pool[rng.integers(len(pool), size=int(to_random.sum()))]
     return masked.reshape(input_ids.shape), positions.astype(np.int64), labels.astype(np.int64)
 
 

@@ -123,7 +123,7 @@ def test_classifier_export_matches_transformers(tmp_path, batch, caplog) -> None
     model = _ours(SequenceClassifier, num_labels=3)
     tokenizer_dir = tmp_path / "tok"
     tokenizer_dir.mkdir()
-    (tokenizer_dir / "vocab.txt").write_text("[PAD]\n[UNK]\n")
+    (tokenizer_dir / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n")
     (tokenizer_dir / "tokenizer_config.json").write_text("{}")
     save_model(
         model,
@@ -133,7 +133,7 @@ def test_classifier_export_matches_transformers(tmp_path, batch, caplog) -> None
         extra_config={**LABELS, "plmkit_pooling": "cls"},
         tokenizer_dir=tokenizer_dir,
     )
-    assert (tmp_path / "m" / "vocab.txt").read_text() == "[PAD]\n[UNK]\n"
+    assert (tmp_path / "m" / "vocab.txt").read_text() == (tokenizer_dir / "vocab.txt").read_text()
     hf = _hf_load("BertForSequenceClassification", tmp_path / "m", caplog)
     assert hf.config.id2label == {0: "neg", 1: "neu", 2: "pos"}
     _close(model(**batch), hf(**batch).logits, "classification logits")

@@ -58,3 +58,24 @@ def test_every_recipe_loads_for_every_verb(recipe: Path) -> None:
 def test_demo_recipe_matches_built_in_defaults() -> None:
     recipe = next(r for r in RECIPES if r.name == "demo-zh.yaml")
     assert resolve("demo", [str(recipe)]) == C.DemoConfig()
+
+
+def test_an_override_keeps_the_stage_defaults_of_its_section() -> None:
+    """Regression: `train.lr=…` used to rebuild `train` from TrainConfig(), losing finetune's
+    own defaults (max_steps=0 → epochs), and a demo override reset the demo's model shape."""
+    cfg = C.load_config(C.FinetuneConfig, None, ["train.lr=3e-4"])
+    assert cfg.train.lr == 3e-4
+    assert cfg.train.max_steps == C.FinetuneConfig().train.max_steps == 0
+    demo = C.load_config(C.DemoConfig, None, ["pretrain.train.max_time_s=60"])
+    assert demo.pretrain.train.max_time_s == 60.0
+    assert demo.pretrain.model == C.DemoConfig().pretrain.model
+    assert demo.pretrain.train.lr == C.DemoConfig().pretrain.train.lr
+
+
+def test_strings_numbers_and_yaml_oddities_coerce_sensibly() -> None:
+    cfg = C.load_config(C.FinetuneConfig, {"train": {"lr": "3e-4"}}, ["labels=[0,1]", "table.text_column=0"])
+    assert cfg.train.lr == 3e-4
+    assert cfg.labels == ["0", "1"]
+    assert cfg.table.text_column == "0"
+    predict = C.load_config(C.PredictConfig, None, ["text=a: b: c"])
+    assert predict.text == ["a: b: c"]

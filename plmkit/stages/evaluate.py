@@ -25,7 +25,7 @@ def run(cfg: EvaluateConfig) -> dict[str, float]:
     metrics = evaluate_logits(logits, encoded, clf.task, clf.labels)
     rows: list[dict[str, Any]] = [{"model": str(cfg.model), "file": Path(cfg.file).name,
                                    "examples": len(examples), **metrics}]
-    out = Path(cfg.output) if cfg.output else Path(cfg.model) / "results.md"
+    out = Path(cfg.output) if cfg.output else Path(cfg.model) / f"eval-{Path(cfg.file).stem}.md"
     atomic_write_text(out, markdown_table(rows, list(rows[0])))
     print0(markdown_table(rows, list(rows[0])))
     return metrics

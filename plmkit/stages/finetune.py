@@ -29,6 +29,7 @@ from plmkit.tasks.classification import (
 from plmkit.tasks.metrics import markdown_table
 from plmkit.tasks.tables import read_table
 from plmkit.text.tokenizer import load_tokenizer, special_ids
+from plmkit.train.state import check_fresh_output
 from plmkit.train.trainer import fit
 
 TASKS = ("classification", "regression")
@@ -40,6 +41,8 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
         raise UserError(f"finetune: task must be one of {', '.join(TASKS)}, got '{cfg.task}'")
     if not cfg.train_file:
         raise UserError("finetune: train_file is required (e.g. train_file=train.tsv)")
+    run_dir = Path(cfg.output)
+    check_fresh_output(run_dir, resume=False)
     init_dir = resolve_model_dir(cfg.init) if cfg.init else None
     tokenizer_dir = Path(cfg.tokenizer) if cfg.tokenizer else init_dir
     if tokenizer_dir is None:
@@ -55,7 +58,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     checkpoint = read_checkpoint(init_dir) if init_dir else None
     model_cfg = checkpoint.cfg if checkpoint else dataclasses.replace(
         cfg.model, vocab_size=tokenizer.get_vocab_size(), pad_token_id=special_ids(tokenizer).pad)
-    _check_lengths(cfg, model_cfg)
+    _check_sizes(cfg, model_cfg, tokenizer.get_vocab_size())
     seed_everything(cfg.train.seed)
     num_labels = 1 if cfg.task == "regression" else len(labels.names)
     model = SequenceClassifier(model_cfg, num_labels, pooling=cfg.pooling)
@@ -64,14 +67,11 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
 
     train_cfg = cfg.train
     if train_cfg.max_steps == 0:
-        steps = math.ceil(cfg.epochs * len(train) / (train_cfg.batch_size * train_cfg.grad_accum))
-        train_cfg = dataclasses.replace(train_cfg, max_steps=max(1, steps))
+        train_cfg = dataclasses.replace(train_cfg, max_steps=steps_for_epochs(cfg, len(train)))
     batches = ClassificationBatches(train_set, train_cfg.batch_size, seed=train_cfg.seed)
-    run_dir = Path(cfg.output)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-    result = fit(model, batches, classification_loss, train_cfg, run_dir,
-                 run_config=to_dict(cfg) | {"output": None})
+    result = fit(model, batches, classification_loss, train_cfg, run_dir)
 
     dev_metrics: dict[str, float] = {}
     if dev_set is not None:
@@ -95,7 +95,18 @@ def _label_set(cfg: FinetuneConfig, train: list) -> LabelSet | None:
     return LabelSet(cfg.labels) if cfg.labels else LabelSet.from_examples(train)
 
 
-def _check_lengths(cfg: FinetuneConfig, model_cfg: ModelConfig) -> None:
+def steps_for_epochs(cfg: FinetuneConfig, num_examples: int) -> int:
+    """Optimizer steps for `cfg.epochs` passes over `num_examples` rows."""
+    if cfg.train.batch_size < 1 or cfg.train.grad_accum < 1:
+        raise UserError("finetune: train.batch_size and train.grad_accum must be at least 1")
+    per_step = cfg.train.batch_size * cfg.train.grad_accum
+    return max(1, math.ceil(cfg.epochs * num_examples / per_step))
+
+
+def _check_sizes(cfg: FinetuneConfig, model_cfg: ModelConfig, vocab_size: int) -> None:
+    if vocab_size > model_cfg.vocab_size:
+        raise UserError(f"finetune: the tokenizer has {vocab_size} tokens but the model's vocabulary "
+                        f"holds {model_cfg.vocab_size}: use the tokenizer the model was trained with")
     if cfg.max_length > model_cfg.max_position:
         raise UserError(f"finetune: max_length {cfg.max_length} exceeds the model's "
                         f"max_position {model_cfg.max_position}")

@@ -13,12 +13,14 @@ from plmkit.serve.pipeline import Classifier
 
 def run(cfg: PredictConfig) -> list[dict]:
     """Predict `cfg.text` or each line of `cfg.file`; prints or writes JSONL."""
-    texts, pairs = list(cfg.text), None
-    if cfg.file:
-        texts, pairs = _read_lines(Path(cfg.file))
-    if not texts:
+    if not cfg.text and not cfg.file:
         raise UserError("predict: nothing to predict (give text=... or file=...)")
     clf = Classifier.load(cfg.model)
+    texts, pairs = list(cfg.text), None
+    if cfg.file:
+        texts, pairs = _read_lines(Path(cfg.file), paired=clf.table.text_pair_column is not None)
+        if not texts:
+            raise UserError(f"{cfg.file}: no text to predict")
     results = [{"text": t, **({"text_pair": pairs[i]} if pairs else {}), "label": p.label,
                 "probabilities": p.probabilities}
                for i, (t, p) in enumerate(zip(texts, clf.predict(texts, pairs)))]
@@ -30,19 +32,22 @@ def run(cfg: PredictConfig) -> list[dict]:
     return results
 
 
-def _read_lines(path: Path) -> tuple[list[str], list[str] | None]:
+def _read_lines(path: Path, paired: bool) -> tuple[list[str], list[str] | None]:
+    """Non-blank lines; for a sentence-pair model, a TAB separates the two sentences."""
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     texts, pairs = [], []
-    try:
-        with path.open(encoding="utf-8") as f:
-            for line in f:
-                line = line.rstrip("\n")
-                if not line.strip():
-                    continue
-                first, _, second = line.partition("\t")
-                texts.append(first)
-                pairs.append(second)
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not valid UTF-8 (byte {err.start})") from None
-    return texts, pairs if any(pairs) else None
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as err:
+                raise UserError(f"{path}:{number}: not valid UTF-8 (column {err.start + 1})") from None
+            if not line.strip():
+                continue
+            first, tab, second = line.partition("\t") if paired else (line, "", "")
+            if paired and not tab:
+                raise UserError(f"{path}:{number}: expected two sentences separated by a TAB")
+            texts.append(first)
+            pairs.append(second)
+    return texts, pairs if paired else None

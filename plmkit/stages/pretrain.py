@@ -22,30 +22,38 @@ from plmkit.objectives import MaskingSpec, PretrainBatches, evaluate_pretraining
 from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
 from plmkit.text.shards import ShardReader
 from plmkit.text.tokenizer import continuation_mask, load_tokenizer, special_ids
+from plmkit.train.state import check_fresh_output
 from plmkit.train.trainer import fit
 
 EVAL_BATCHES = 8
-SPEED_ONLY = ("max_steps", "max_time_s", "eval_every", "save_every", "log_every", "compile",
-              "threads", "device")
 
 
 def run(cfg: PretrainConfig) -> dict[str, Any]:
     """Pretrain per `cfg`; returns the summary also written to OUTPUT/summary.json."""
     run_dir = Path(cfg.output)
-    _check_output(run_dir, cfg.resume)
+    check_fresh_output(run_dir, cfg.resume)
     train_split = ShardReader(cfg.shards, "train")
-    val_split = ShardReader(cfg.shards, "val") if _has_val(cfg.shards) else train_split
+    if train_split.num_sentences == 0:
+        raise UserError(f"{cfg.shards}: the train split is empty (lower val_fraction in prepare?)")
+    has_val = train_split.header["splits"].get("val", {}).get("sentences", 0) > 0
+    val_split = ShardReader(cfg.shards, "val") if has_val else train_split
+    if not has_val:
+        print0(f"pretrain: {cfg.shards} has no val split; held-out metrics use train batches")
     tokenizer_dir = Path(cfg.shards) / "tokenizer"
     tokenizer = load_tokenizer(tokenizer_dir)
     special = special_ids(tokenizer)
 
-    model_cfg = dataclasses.replace(cfg.model, vocab_size=tokenizer.get_vocab_size(),
-                                    pad_token_id=special.pad)
-    _check_shapes(cfg, model_cfg.max_position)
+    init = read_checkpoint(resolve_model_dir(cfg.init)) if cfg.init is not None else None
+    model_cfg = init.cfg if init else dataclasses.replace(
+        cfg.model, vocab_size=tokenizer.get_vocab_size(), pad_token_id=special.pad)
+    if tokenizer.get_vocab_size() > model_cfg.vocab_size:
+        raise UserError(f"init {cfg.init}: its vocabulary ({model_cfg.vocab_size}) is smaller than "
+                        f"the shards' tokenizer's ({tokenizer.get_vocab_size()})")
+    _check_objective(cfg, model_cfg.max_position)
     seed_everything(cfg.train.seed)
     model = PretrainingModel(model_cfg)
-    if cfg.init is not None:
-        load_into(model, read_checkpoint(resolve_model_dir(cfg.init)))
+    if init is not None:
+        load_into(model, init)
 
     masking = MaskingSpec(special, model_cfg.vocab_size, cfg.objective.mask_prob,
                           continuation_mask(tokenizer) if cfg.objective.whole_word else None)
@@ -68,7 +76,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     start = json.loads(start_file.read_text(encoding="utf-8")) if start_file.is_file() else {}
     print0(f"pretrain: {_count(model) / 1e6:.2f}M parameters, {train_split.num_tokens:,} tokens")
     result = fit(model, batches, pretrain_loss, cfg.train, run_dir, eval_fn=evaluate,
-                 resume=cfg.resume, run_config=_outcome_config(cfg))
+                 resume=cfg.resume, run_config=_run_config(cfg))
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
     end = evaluate(model)
     save_model(model, model_cfg, run_dir / "final", "BertForPreTraining",
@@ -81,19 +89,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     return summary
 
 
-def _check_output(run_dir: Path, resume: bool) -> None:
-    has_checkpoints = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
-    if has_checkpoints and not resume:
-        raise UserError(f"{run_dir}: a run is already there; pass resume=true to continue it "
-                        "or choose another output")
-
-
-def _has_val(shards: str) -> bool:
-    header = json.loads((Path(shards) / "header.json").read_text(encoding="utf-8"))
-    return header.get("splits", {}).get("val", {}).get("sentences", 0) > 0
-
-
-def _check_shapes(cfg: PretrainConfig, max_position: int) -> None:
+def _check_objective(cfg: PretrainConfig, max_position: int) -> None:
     obj = cfg.objective
     if obj.seq_len < 8:
         raise UserError(f"objective.seq_len must be at least 8, got {obj.seq_len}")
@@ -101,17 +97,16 @@ def _check_shapes(cfg: PretrainConfig, max_position: int) -> None:
         raise UserError(f"objective.seq_len {obj.seq_len} exceeds model.max_position {max_position}")
     if obj.short_seq_len and not 8 <= obj.short_seq_len <= obj.seq_len:
         raise UserError(f"objective.short_seq_len must be 0 or in [8, seq_len], got {obj.short_seq_len}")
+    if not 0.0 <= obj.short_seq_fraction <= 1.0:
+        raise UserError(f"objective.short_seq_fraction must be in [0, 1], got {obj.short_seq_fraction}")
     if not 0.0 < obj.mask_prob < 1.0:
         raise UserError(f"objective.mask_prob must be in (0, 1), got {obj.mask_prob}")
 
 
-def _outcome_config(cfg: PretrainConfig) -> dict[str, Any]:
-    """The settings a resumed run must share with the original (speed-only ones may change)."""
+def _run_config(cfg: PretrainConfig) -> dict[str, Any]:
+    """What a resumed run must share with the original; the run may have moved, so not `output`."""
     data = to_dict(cfg)
-    data.pop("resume")
     data.pop("output")
-    for key in SPEED_ONLY:
-        data["train"].pop(key)
     return data
 
 

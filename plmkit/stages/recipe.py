@@ -17,20 +17,23 @@ from pathlib import Path
 from typing import Any
 
 from plmkit.config import DemoConfig, EvaluateConfig, ExportConfig, PrepareConfig, dump_yaml
-from plmkit.runtime import atomic_write_text, print0
+from plmkit.runtime import UserError, atomic_write_text, print0
 from plmkit.stages import evaluate, export, finetune, prepare, pretrain, tokenizer
 from plmkit.stages.demo_data import build_demo_data
 from plmkit.tasks.baseline import tfidf_baseline
 from plmkit.tasks.metrics import markdown_table
 from plmkit.tasks.tables import read_table
 
+MARKER = ".plmkit-demo"  # marks a directory the demo may clear and rebuild
+
 
 def run(cfg: DemoConfig) -> dict[str, Any]:
     """Run the whole demo under cfg.output; returns the numbers behind the printed table."""
     started = time.monotonic()
     out = Path(cfg.output)
-    shutil.rmtree(out, ignore_errors=True)
+    _clear_previous_demo(out)
     out.mkdir(parents=True)
+    (out / MARKER).touch()
     atomic_write_text(out / "config.yaml", dump_yaml(cfg))
 
     files = build_demo_data(out / "data")
@@ -67,11 +70,20 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     return result
 
 
+def _clear_previous_demo(out: Path) -> None:
+    """Remove an earlier demo's output; refuse to delete anything else."""
+    if not out.exists():
+        return
+    if not (out / MARKER).is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"demo: {out} exists and is not a previous demo's output; "
+                        "choose another output= or remove it yourself")
+    shutil.rmtree(out)
+
+
 def _finetune_and_test(cfg: DemoConfig, files: Any, tok_dir: Path, init: str | None, name: str,
                        budget: int, out: Path) -> dict[str, float]:
     """Fine-tune one (init, budget) cell, choose nothing on test, and score dev and test."""
-    batch = cfg.finetune.train.batch_size
-    steps = max(cfg.min_finetune_steps, int(cfg.finetune.epochs * budget / batch))
+    steps = max(cfg.min_finetune_steps, finetune.steps_for_epochs(cfg.finetune, budget))
     run_dir = out / "runs" / f"{name}-{budget}"
     ft_cfg = dataclasses.replace(
         cfg.finetune, init=init, tokenizer=str(tok_dir), train_file=str(files.train),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from plmkit.config import TokenizerStageConfig
@@ -11,10 +12,15 @@ from plmkit.text.tokenizer import save_tokenizer, train_tokenizer
 
 
 def run(cfg: TokenizerStageConfig) -> Path:
-    """Train on every document of `cfg.inputs` and write `cfg.output`; returns the output path."""
+    """Train on `cfg.inputs` (the first `max_documents` if set), write `cfg.output`, return its path."""
     if not cfg.inputs:
         raise UserError("tokenizer: no inputs given (e.g. inputs=corpus.txt or inputs='[a.txt,b/]')")
-    texts = (doc.text for doc in iter_documents(cfg.inputs, cfg.corpus))
+    if cfg.max_documents < 0:
+        raise UserError(f"tokenizer: max_documents must be 0 (all) or positive, got {cfg.max_documents}")
+    docs = iter_documents(cfg.inputs, cfg.corpus)
+    if cfg.max_documents:
+        docs = itertools.islice(docs, cfg.max_documents)
+    texts = (doc.text for doc in docs)
     tokenizer = train_tokenizer(texts, cfg)
     save_tokenizer(tokenizer, cfg.output, lowercase=cfg.lowercase,
                    model_max_length=cfg.model_max_length)

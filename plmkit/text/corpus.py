@@ -81,7 +81,7 @@ def resolve_inputs(inputs: list[str]) -> list[Path]:
 
 def _open_text(path: Path) -> IO[str]:
     opener = _OPENERS.get(path.suffix.lower(), open)
-    return opener(path, "rt", encoding="utf-8", newline=None)  # type: ignore[operator]
+    return opener(path, "rt", encoding="utf-8-sig", newline=None)  # type: ignore[operator]
 
 
 def _bad_utf8_line(path: Path) -> tuple[int, str]:

@@ -26,7 +26,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import shutil
 import sys
 import time
 from collections import deque
@@ -36,7 +35,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from plmkit.config import PrepareConfig
@@ -44,6 +42,7 @@ from plmkit.runtime import UserError, atomic_dir
 from plmkit.text.corpus import iter_documents, resolve_inputs, split_sentences
 from plmkit.text.tokenizer import (
     SentenceEncoder,
+    copy_tokenizer_files,
     load_tokenizer,
     special_ids,
     tokenizer_dir,
@@ -54,12 +53,6 @@ FORMAT_VERSION = 1
 SPLITS = ("train", "val")
 _CHUNK_CHARS = 1 << 20  # text per worker task: large enough to amortise pickling and IPC
 _IN_FLIGHT_PER_WORKER = 2  # bounds memory; two keeps every worker busy while one result is written
-_TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-)
 
 
 class _Part(NamedTuple):
@@ -230,15 +223,6 @@ class _SplitWriter:
         return {"tokens": self.tokens, "sentences": self.sentences, "documents": self.documents}
 
 
-def _copy_tokenizer(tok: Tokenizer, source: Path, target: Path) -> None:
-    target.mkdir()
-    for name in _TOKENIZER_FILES:
-        if (source / name).is_file():
-            shutil.copyfile(source / name, target / name)
-    if not (target / "tokenizer.json").is_file():  # an older HF dir with vocab.txt only
-        tok.save(str(target / "tokenizer.json"))
-
-
 def _write_splits(
     directory: Path, chunks: Iterator[tuple[int, tuple[_Part, ...]]], progress: bool
 ) -> dict[str, dict[str, int]]:
@@ -278,7 +262,7 @@ def prepare_shards(cfg: PrepareConfig, *, progress: bool = True) -> dict:
 
     with atomic_dir(cfg.output) as tmp, _worker_pool(workers, init_args) as pool:
         counts = _write_splits(tmp, _encoded(chunks, pool, workers, init_args), progress)
-        _copy_tokenizer(tok, tok_dir, tmp / "tokenizer")
+        copy_tokenizer_files(tok_dir, tmp / "tokenizer")
         header = {
             "format_version": FORMAT_VERSION,
             "dtype": dtype,

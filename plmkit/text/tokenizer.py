@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import json
 import re
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
@@ -183,6 +184,22 @@ def tokenizer_dir(path: str | Path) -> Path:
     raise UserError(
         f"{path}: no tokenizer.json or vocab.txt here (train one with `plmkit tokenizer`)"
     )
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+def copy_tokenizer_files(source: str | Path, target: str | Path) -> None:
+    """Copy the tokenizer files (only those) of `source` into `target`, adding tokenizer.json
+    when `source` is an older Hugging Face directory with vocab.txt alone."""
+    directory = tokenizer_dir(source)
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        if (directory / name).is_file():
+            shutil.copyfile(directory / name, target / name)
+    if not (target / "tokenizer.json").is_file():
+        load_tokenizer(directory).save(str(target / "tokenizer.json"))
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

@@ -72,7 +72,8 @@ class TrainLog:
         self.enabled = enabled
         self.file = open(run_dir / METRICS, "a", encoding="utf-8") if enabled else None
         self.tensorboard = _tensorboard(run_dir, start_step) if enabled else None
-        total = cfg.max_steps if cfg.max_steps > 0 else None
+        # Under a time budget the step count is unknown: show steps and rate, not a false total.
+        total = cfg.max_steps if cfg.max_steps > 0 and cfg.max_time_s <= 0 else None
         # Redraw often on a terminal; in a log file (CI, nohup) a line every 30 s is plenty.
         interval = 0.5 if sys.stderr.isatty() else 30.0
         self.bar = tqdm(total=total, initial=start_step, disable=not enabled, desc="train",

@@ -74,6 +74,13 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def check_fresh_output(run_dir: str | Path, resume: bool) -> None:
+    """Refuse a fresh run over another run's checkpoints, before a stage writes anything."""
+    if list_checkpoints(run_dir) and not resume:
+        raise UserError(f"{run_dir}: a run is already there; pass resume=true to continue it "
+                        "(pretrain) or choose another output")
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest complete checkpoint of a run, or None."""
     found = list_checkpoints(run_dir)
