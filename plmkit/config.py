@@ -44,6 +44,26 @@ class ModelConfig:
     initializer_range: float = 0.02
 
 
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
+
+
+def check_model_config(cfg: ModelConfig, where: str = "model") -> None:
+    """Reject model shapes that cannot be built, naming the field (before any heavy work)."""
+    positive = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                "max_position", "type_vocab_size")
+    for name in positive:
+        if getattr(cfg, name) < 1:
+            raise UserError(f"config {where}.{name}: must be ≥ 1, got {getattr(cfg, name)}")
+    if cfg.hidden_size % cfg.num_heads:
+        raise UserError(f"config {where}.hidden_size {cfg.hidden_size} is not divisible by "
+                        f"{where}.num_heads {cfg.num_heads}")
+    if cfg.activation not in ACTIVATIONS:
+        raise UserError(f"config {where}.activation '{cfg.activation}': use {', '.join(ACTIVATIONS)}")
+    for name in ("dropout", "attention_dropout"):
+        if not 0.0 <= getattr(cfg, name) < 1.0:
+            raise UserError(f"config {where}.{name}: must be in [0, 1), got {getattr(cfg, name)}")
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """The one training loop's settings, shared by pretraining and fine-tuning."""

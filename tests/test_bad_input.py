@@ -87,6 +87,10 @@ CASES: list[tuple[str, Callable[[Path], list[str]], list[str], bool]] = [
      ["noshards"], False),
     ("truncated checkpoint", truncated_checkpoint, ["model.safetensors"], False),
     ("resume under changed config", changed_resume, ["model.hidden_size", "16", "32"], True),
+    ("heads do not divide hidden", lambda t: finetune(t, write(t, "t.tsv", GOOD_TSV), "model.num_heads=3"),
+     ["model.hidden_size 16", "model.num_heads 3"], False),
+    ("batch size 0", lambda t: finetune(t, write(t, "t.tsv", GOOD_TSV), "train.batch_size=0"),
+     ["train.batch_size"], False),
     ("bad val fraction", lambda t: ["prepare", f"inputs={corpus(t)}", "val_fraction=1.5",
                                     f"output={t / 'out'}"], ["val_fraction"], False),
 ]

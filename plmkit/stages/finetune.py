@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir, save_model
-from plmkit.config import FinetuneConfig, ModelConfig, dump_yaml, to_dict
+from plmkit.config import FinetuneConfig, ModelConfig, check_model_config, dump_yaml, to_dict
 from plmkit.models.heads import SequenceClassifier
 from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
 from plmkit.tasks.classification import (
@@ -30,9 +30,10 @@ from plmkit.tasks.metrics import markdown_table
 from plmkit.tasks.tables import read_table
 from plmkit.text.tokenizer import load_tokenizer, special_ids
 from plmkit.train.state import check_fresh_output
-from plmkit.train.trainer import fit
+from plmkit.train.trainer import check_train_config, fit
 
 TASKS = ("classification", "regression")
+POOLINGS = ("cls", "mean")
 
 
 def run(cfg: FinetuneConfig) -> dict[str, Any]:
@@ -41,6 +42,12 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
         raise UserError(f"finetune: task must be one of {', '.join(TASKS)}, got '{cfg.task}'")
     if not cfg.train_file:
         raise UserError("finetune: train_file is required (e.g. train_file=train.tsv)")
+    if cfg.pooling not in POOLINGS:
+        raise UserError(f"finetune: pooling must be one of {', '.join(POOLINGS)}, got '{cfg.pooling}'")
+    if not cfg.epochs > 0:
+        raise UserError(f"finetune: epochs must be > 0, got {cfg.epochs}")
+    # max_steps 0 means "from epochs" here, which the trainer's own check would refuse.
+    check_train_config(dataclasses.replace(cfg.train, max_steps=cfg.train.max_steps or 1))
     run_dir = Path(cfg.output)
     check_fresh_output(run_dir, resume=False)
     init_dir = resolve_model_dir(cfg.init) if cfg.init else None
@@ -58,6 +65,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     checkpoint = read_checkpoint(init_dir) if init_dir else None
     model_cfg = checkpoint.cfg if checkpoint else dataclasses.replace(
         cfg.model, vocab_size=tokenizer.get_vocab_size(), pad_token_id=special_ids(tokenizer).pad)
+    check_model_config(model_cfg)
     _check_sizes(cfg, model_cfg, tokenizer.get_vocab_size())
     seed_everything(cfg.train.seed)
     num_labels = 1 if cfg.task == "regression" else len(labels.names)

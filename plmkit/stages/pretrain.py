@@ -16,14 +16,14 @@ from typing import Any
 import torch
 
 from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir, save_model
-from plmkit.config import PretrainConfig, dump_yaml, to_dict
+from plmkit.config import PretrainConfig, check_model_config, dump_yaml, to_dict
 from plmkit.models.encoder import PretrainingModel
 from plmkit.objectives import MaskingSpec, PretrainBatches, evaluate_pretraining, pretrain_loss
 from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
 from plmkit.text.shards import ShardReader
 from plmkit.text.tokenizer import continuation_mask, load_tokenizer, special_ids
 from plmkit.train.state import check_fresh_output
-from plmkit.train.trainer import fit
+from plmkit.train.trainer import check_train_config, fit
 
 EVAL_BATCHES = 8
 
@@ -31,6 +31,7 @@ EVAL_BATCHES = 8
 def run(cfg: PretrainConfig) -> dict[str, Any]:
     """Pretrain per `cfg`; returns the summary also written to OUTPUT/summary.json."""
     run_dir = Path(cfg.output)
+    check_train_config(cfg.train)
     check_fresh_output(run_dir, cfg.resume)
     train_split = ShardReader(cfg.shards, "train")
     if train_split.num_sentences == 0:
@@ -49,6 +50,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     if tokenizer.get_vocab_size() > model_cfg.vocab_size:
         raise UserError(f"init {cfg.init}: its vocabulary ({model_cfg.vocab_size}) is smaller than "
                         f"the shards' tokenizer's ({tokenizer.get_vocab_size()})")
+    check_model_config(model_cfg)
     _check_objective(cfg, model_cfg.max_position)
     seed_everything(cfg.train.seed)
     model = PretrainingModel(model_cfg)

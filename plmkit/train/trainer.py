@@ -105,7 +105,7 @@ def fit(
 ) -> FitResult:
     """Train `model` with `loss_fn` on `batches` under `cfg`, checkpointing into `run_dir`."""
     run_dir = Path(run_dir)
-    _check(cfg)
+    check_train_config(cfg)
     ckpt = _checkpoint_to_resume(run_dir, resume)
     saved = state.read_trainer_state(ckpt) if ckpt is not None else None
     if saved is not None:
@@ -246,9 +246,15 @@ def _save(run: _Run, logger: log.TrainLog, next_lr: float) -> None:
 # ----------------------------------------------------------------------------- setup
 
 
-def _check(cfg: TrainConfig) -> None:
-    """Reject settings the loop cannot run with, naming the field."""
+def check_train_config(cfg: TrainConfig) -> None:
+    """Reject settings the loop cannot run with, naming the field (stages call it up front)."""
     problems = [
+        ("batch_size", cfg.batch_size < 1, f"must be ≥ 1, got {cfg.batch_size}"),
+        ("lr", not cfg.lr > 0, f"must be > 0, got {cfg.lr}"),
+        ("adam_beta1", not 0 <= cfg.adam_beta1 < 1, f"must be in [0, 1), got {cfg.adam_beta1}"),
+        ("adam_beta2", not 0 <= cfg.adam_beta2 < 1, f"must be in [0, 1), got {cfg.adam_beta2}"),
+        ("adam_eps", not cfg.adam_eps > 0, f"must be > 0, got {cfg.adam_eps}"),
+        ("weight_decay", cfg.weight_decay < 0, f"must be ≥ 0, got {cfg.weight_decay}"),
         ("max_steps", cfg.max_steps < 0, f"must be ≥ 0, got {cfg.max_steps}"),
         ("max_time_s", cfg.max_time_s < 0, f"must be ≥ 0, got {cfg.max_time_s}"),
         ("max_steps", cfg.max_steps == 0 and cfg.max_time_s <= 0, "is 0: set it, or max_time_s"),
