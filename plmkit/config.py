@@ -245,7 +245,7 @@ def _demo_finetune() -> FinetuneConfig:
         max_length=128,
         pooling="mean",
         epochs=4.0,
-        train=TrainConfig(lr=1e-3, batch_size=32, max_steps=0, warmup_fraction=0.1),
+        train=TrainConfig(lr=3e-4, batch_size=32, max_steps=0, warmup_fraction=0.1),
     )
 
 

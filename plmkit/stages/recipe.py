@@ -87,6 +87,7 @@ def _finetune_and_test(cfg: DemoConfig, files: Any, tok_dir: Path, init: str | N
     run_dir = out / "runs" / f"{name}-{budget}"
     ft_cfg = dataclasses.replace(
         cfg.finetune, init=init, tokenizer=str(tok_dir), train_file=str(files.train),
+        model=cfg.pretrain.model,  # from scratch = the pretrained model's shape, random weights
         dev_file=str(files.dev), limit_train=budget, output=str(run_dir),
         train=dataclasses.replace(cfg.finetune.train, max_steps=steps))
     started = time.monotonic()
