@@ -53,7 +53,11 @@ def run_plmkit(args: argparse.Namespace, out: Path) -> tuple[float, float]:
 
 
 def run_transformers(args: argparse.Namespace) -> tuple[float, float]:
-    from transformers import AutoTokenizer, BertForSequenceClassification, get_linear_schedule_with_warmup
+    from transformers import (
+        AutoTokenizer,
+        BertForSequenceClassification,
+        get_linear_schedule_with_warmup,
+    )
 
     started = time.perf_counter()
     torch.manual_seed(args.seed)

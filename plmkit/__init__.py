@@ -1,7 +1,7 @@
 """plmkit: from raw text to pretrained and fine-tuned Transformers, with Hugging Face checkpoints.
 
 The public API is the stage functions (each the same function its CLI verb runs) and the
-classifier loader. Imports are lazy so `import plmkit` stays cheap.
+loaders of a fine-tuned classifier (`load`) and of a text generator (`load_generator`). Imports are lazy so `import plmkit` stays cheap.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ _STAGES = {
     "evaluate": "evaluate",
     "export": "export",
     "predict": "predict",
+    "generate": "generate",
     "demo": "recipe",
 }
 
-__all__ = [*_STAGES, "load", "__version__"]
+__all__ = [*_STAGES, "load", "load_generator", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -33,4 +34,8 @@ def __getattr__(name: str) -> Any:
         from plmkit.serve.pipeline import Classifier
 
         return Classifier.load
+    if name == "load_generator":
+        from plmkit.serve.generator import Generator
+
+        return Generator.load
     raise AttributeError(f"module 'plmkit' has no attribute {name!r}")

@@ -23,13 +23,14 @@ from plmkit.runtime import UserError
 
 VERBS: dict[str, tuple[type, str, str]] = {
     # verb: (config class, stages module, one-line description)
-    "tokenizer": (C.TokenizerStageConfig, "tokenizer", "train a WordPiece tokenizer on raw text"),
+    "tokenizer": (C.TokenizerStageConfig, "tokenizer", "train a tokenizer (WordPiece, byte-BPE, Unigram) on raw text"),
     "prepare": (C.PrepareConfig, "prepare", "tokenize raw text into memory-mapped token shards"),
-    "pretrain": (C.PretrainConfig, "pretrain", "pretrain a BERT encoder with MLM (+ NSP) on shards"),
-    "finetune": (C.FinetuneConfig, "finetune", "fine-tune a classifier or regressor on a table"),
+    "pretrain": (C.PretrainConfig, "pretrain", "pretrain BERT (MLM + NSP), GPT (causal LM) or T5 (span corruption) on shards"),
+    "finetune": (C.FinetuneConfig, "finetune", "fine-tune a classifier, regressor or seq2seq model on a table"),
     "evaluate": (C.EvaluateConfig, "evaluate", "score a fine-tuned model on a labelled table"),
     "export": (C.ExportConfig, "export", "write a model as a Hugging Face directory"),
     "predict": (C.PredictConfig, "predict", "predict labels for raw text"),
+    "generate": (C.GenerateConfig, "generate", "continue prompts (GPT) or transform sources (T5)"),
     "demo": (C.DemoConfig, "recipe", "the built-in Chinese demo: raw text → pretrain → fine-tune → table"),
 }
 
@@ -40,6 +41,7 @@ EXAMPLES = """examples:
   plmkit finetune init=runs/pre train_file=train.tsv dev_file=dev.tsv output=runs/cls
   plmkit evaluate model=runs/cls file=test.tsv
   plmkit predict model=runs/cls text='a fine film'
+  plmkit generate model=runs/gpt text='The history of' generation.max_new_tokens=30
 """
 
 

@@ -27,8 +27,9 @@ T = TypeVar("T")
 
 @dataclasses.dataclass
 class ModelConfig:
-    """Shape of a BERT-family encoder. Names are ours; checkpoint.py maps them to config.json."""
+    """Shape of a model of any family. Names are ours; checkpoint.py maps them to config.json."""
 
+    family: str = "bert"  # bert (encoder) | gpt (decoder) | t5 (encoder-decoder)
     vocab_size: int = 8000  # set from the tokenizer when a stage builds a model
     hidden_size: int = 128
     num_layers: int = 2
@@ -42,19 +43,32 @@ class ModelConfig:
     pad_token_id: int = 0
     activation: str = "gelu"  # gelu (erf) | gelu_tanh | relu
     initializer_range: float = 0.02
+    # decoder (gpt) and encoder-decoder (t5) families
+    tie_word_embeddings: bool = True  # the output projection is the input embedding matrix
+    bos_token_id: int | None = None  # set from the tokenizer when a stage builds a model
+    eos_token_id: int | None = None
+    # encoder-decoder (t5) only
+    num_decoder_layers: int = 0  # 0 = num_layers
+    head_dim: int = 0  # width of one attention head (0 = hidden_size / num_heads)
+    relative_buckets: int = 32  # relative-position buckets of T5 attention
+    relative_max_distance: int = 128  # distances beyond this share the last bucket
+    gated: bool = False  # gated feed-forward (T5 v1.1, "gated-gelu")
 
 
+FAMILIES = ("bert", "gpt", "t5")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
 
 
 def check_model_config(cfg: ModelConfig, where: str = "model") -> None:
     """Reject model shapes that cannot be built, naming the field (before any heavy work)."""
+    if cfg.family not in FAMILIES:
+        raise UserError(f"config {where}.family '{cfg.family}': use {', '.join(FAMILIES)}")
     positive = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
                 "max_position", "type_vocab_size")
     for name in positive:
         if getattr(cfg, name) < 1:
             raise UserError(f"config {where}.{name}: must be ≥ 1, got {getattr(cfg, name)}")
-    if cfg.hidden_size % cfg.num_heads:
+    if cfg.hidden_size % cfg.num_heads and not (cfg.family == "t5" and cfg.head_dim):
         raise UserError(f"config {where}.hidden_size {cfg.hidden_size} is not divisible by "
                         f"{where}.num_heads {cfg.num_heads}")
     if cfg.activation not in ACTIVATIONS:
@@ -62,6 +76,44 @@ def check_model_config(cfg: ModelConfig, where: str = "model") -> None:
     for name in ("dropout", "attention_dropout"):
         if not 0.0 <= getattr(cfg, name) < 1.0:
             raise UserError(f"config {where}.{name}: must be in [0, 1), got {getattr(cfg, name)}")
+
+
+@dataclasses.dataclass
+class GenerationConfig:
+    """How models/generate.py extends prompts: greedy, sampling or beam search."""
+
+    max_new_tokens: int = 50  # tokens added after the prompt (fewer when every row has stopped)
+    do_sample: bool = False  # sample from the filtered distribution (false: the likeliest token)
+    temperature: float = 1.0  # sampling: logits are divided by it first (> 0; < 1 sharpens)
+    top_k: int = 0  # sampling: only the k likeliest tokens (0 = no limit); ties with the k-th stay
+    top_p: float = 1.0  # sampling: the fewest likeliest tokens whose probability reaches top_p, (0, 1]
+    num_beams: int = 1  # > 1: beam search (deterministic; not combined with do_sample)
+    length_penalty: float = 1.0  # beam score = sum of log-probs / (new tokens ** length_penalty)
+    eos_token_id: int | None = None  # ends a row; None = the model's eos_token_id
+    stop_ids: list[int] = dataclasses.field(default_factory=list)  # more token ids that end a row
+    pad_token_id: int | None = None  # fills a row after it ended; None = the eos id (or 0)
+    seed: int = 0  # of the torch.Generator that sampling draws from: same seed, same tokens
+
+
+def check_generation_config(cfg: GenerationConfig, where: str = "generation") -> None:
+    """Reject settings generate() cannot honour, naming the field."""
+    if cfg.max_new_tokens < 1:
+        raise UserError(f"config {where}.max_new_tokens: must be ≥ 1, got {cfg.max_new_tokens}")
+    if not cfg.temperature > 0:
+        raise UserError(f"config {where}.temperature: must be > 0, got {cfg.temperature}")
+    if cfg.top_k < 0:
+        raise UserError(f"config {where}.top_k: must be ≥ 0 (0 = off), got {cfg.top_k}")
+    if not 0 < cfg.top_p <= 1:
+        raise UserError(f"config {where}.top_p: must be in (0, 1], got {cfg.top_p}")
+    if cfg.num_beams < 1:
+        raise UserError(f"config {where}.num_beams: must be ≥ 1, got {cfg.num_beams}")
+    if cfg.num_beams > 1 and cfg.do_sample:
+        raise UserError(f"config {where}.num_beams: beam search does not sample; set do_sample=false")
+    ids = [("eos_token_id", cfg.eos_token_id), ("pad_token_id", cfg.pad_token_id)]
+    ids += [(f"stop_ids[{i}]", v) for i, v in enumerate(cfg.stop_ids)]
+    for name, value in ids:
+        if value is not None and value < 0:
+            raise UserError(f"config {where}.{name}: must be a token id ≥ 0, got {value}")
 
 
 @dataclasses.dataclass
@@ -110,9 +162,9 @@ class TokenizerStageConfig:
 
     inputs: list[str] = dataclasses.field(default_factory=list)  # files, folders or globs
     output: str = "tokenizer"
-    kind: str = "wordpiece"  # wordpiece (byte-BPE and Unigram come with the GPT and T5 families)
-    vocab_size: int = 8000
-    lowercase: bool = True
+    kind: str = "wordpiece"  # wordpiece (BERT) | bpe (GPT-2 byte-level BPE) | unigram (T5)
+    vocab_size: int = 8000  # unigram: includes the 100 sentinels <extra_id_N>
+    lowercase: bool | None = None  # None: true for wordpiece; bpe and unigram keep case
     min_frequency: int = 2
     limit_alphabet: int = 0  # 0 = vocab_size: on CJK a small alphabet means many [UNK]
     model_max_length: int = 512
@@ -137,19 +189,22 @@ class PrepareConfig:
 
 @dataclasses.dataclass
 class ObjectiveConfig:
-    """Masked language modelling and next sentence prediction, as in the BERT paper."""
+    """What pretraining teaches: BERT's MLM (+ NSP), GPT's next token, or T5's span corruption."""
 
+    kind: str = "mlm"  # mlm (family bert) | clm (causal LM, family gpt) | span (span corruption, family t5)
     seq_len: int = 128
     short_seq_len: int = 0  # train at this length first (0 = off): breaks the MLM plateau
     short_seq_fraction: float = 0.6  # share of the run spent at short_seq_len
     mask_prob: float = 0.15
     whole_word: bool = False  # mask every piece of a word together
     nsp: bool = True  # next sentence prediction: trains the pooled [CLS]
+    noise_density: float = 0.15  # span: share of tokens masked out
+    mean_span: float = 3.0  # span: mean length of a masked-out span
 
 
 @dataclasses.dataclass
 class PretrainConfig:
-    """`plmkit pretrain`: MLM (+ NSP) pretraining of an encoder on shards."""
+    """`plmkit pretrain`: pretrain a model on shards; model.family follows objective.kind."""
 
     shards: str = "shards"
     output: str = "runs/pretrain"
@@ -183,9 +238,10 @@ class FinetuneConfig:
     train_file: str = ""
     dev_file: str | None = None
     output: str = "runs/finetune"
-    task: str = "classification"  # classification | regression
+    task: str = "classification"  # classification | regression | seq2seq (label column = target text)
     labels: list[str] | None = None  # label set; default: sorted labels seen in train_file
-    max_length: int = 128
+    max_length: int = 128  # tokens per input (seq2seq: per source)
+    max_target_length: int = 128  # seq2seq: tokens per target, eos included
     pooling: str = "cls"  # cls (pooler, Hugging Face compatible) | mean
     epochs: float = 3.0  # sets train.max_steps when train.max_steps is 0
     limit_train: int = 0  # use only the first N training rows (0 = all)
@@ -194,17 +250,22 @@ class FinetuneConfig:
     train: TrainConfig = dataclasses.field(
         default_factory=lambda: TrainConfig(lr=1e-4, max_steps=0, warmup_fraction=0.1)
     )
+    generation: GenerationConfig = dataclasses.field(
+        default_factory=lambda: GenerationConfig(max_new_tokens=64)
+    )  # seq2seq: how dev outputs are decoded for BLEU / chrF / ROUGE
 
 
 @dataclasses.dataclass
 class EvaluateConfig:
-    """`plmkit evaluate`: score a fine-tuned model on a labelled file."""
+    """`plmkit evaluate`: score a fine-tuned model on a labelled file, or a GPT-style model's perplexity."""
 
     model: str = "runs/finetune"
-    file: str = ""
+    file: str = ""  # a labelled table; for a GPT-style model, raw text to score by perplexity
     batch_size: int = 64
     table: TableConfig | None = None  # default: the columns the model was fine-tuned with
     output: str | None = None  # Markdown results file (default: MODEL/eval-FILE.md)
+    stride: int = 0  # perplexity: tokens between window starts (0 = half the context window)
+    corpus: CorpusConfig = dataclasses.field(default_factory=CorpusConfig)  # perplexity: how `file` is read
 
 
 @dataclasses.dataclass
@@ -224,6 +285,20 @@ class PredictConfig:
     text: list[str] = dataclasses.field(default_factory=list)  # texts given on the command line
     file: str | None = None  # or a file: one text per line (TAB separates a sentence pair)
     output: str | None = None  # JSONL predictions (default: print to stdout)
+
+
+@dataclasses.dataclass
+class GenerateConfig:
+    """`plmkit generate`: continue prompts with a GPT-style model, or transform sources with a T5-style one."""
+
+    model: str = "runs/pretrain"  # run dir or Hugging Face dir (GPT2LMHeadModel or T5ForConditionalGeneration)
+    text: list[str] = dataclasses.field(default_factory=list)  # prompts given on the command line
+    file: str | None = None  # or a file: one prompt per line
+    output: str | None = None  # JSONL results (default: print to stdout)
+    mode: str = "auto"  # auto | continue (decoder: extend the prompt) | transform (encoder-decoder)
+    max_input_tokens: int = 0  # cut longer inputs (a prompt keeps its end); 0 = no cut
+    batch_size: int = 16  # prompts decoded together
+    generation: GenerationConfig = dataclasses.field(default_factory=GenerationConfig)
 
 
 def _demo_tokenizer() -> TokenizerStageConfig:
@@ -288,6 +363,9 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "", base: 
 
 def _coerce(hint: Any, value: Any, key: str, current: Any = None) -> Any:
     origin = typing.get_origin(hint)
+    takes_list = origin is list or any(typing.get_origin(a) is list for a in typing.get_args(hint))
+    if isinstance(value, Repeated) and not takes_list:
+        value = value[-1]  # a scalar given twice: the last one wins
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
         if value is None and type(None) in options:
@@ -325,14 +403,15 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """Turn `["train.lr=3e-4", "model.num_layers=4"]` into nested plain data (values read as YAML)."""
+    """Turn `["train.lr=3e-4", "model.num_layers=4"]` into nested plain data (values read as YAML).
+    A key given more than once collects its values (`text=a text=b`): see `Repeated`."""
     tree: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
             raise UserError(f"override '{item}': expected key=value, e.g. train.lr=3e-4")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = yaml.safe_load(raw) if raw.strip() else raw  # text=" " stays a string
         except yaml.YAMLError:
             value = raw  # not YAML (say text='a: b: c'): take it as the plain string it is
         node = tree
@@ -341,8 +420,17 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise UserError(f"override '{item}': '{part}' is not a section")
-        node[parts[-1]] = value
+        leaf = parts[-1]
+        if leaf in node:  # text=a text=b → [a, b] for a list field; else the last one wins
+            earlier = node[leaf] if isinstance(node[leaf], Repeated) else Repeated([node[leaf]])
+            node[leaf] = Repeated([*earlier, value])
+        else:
+            node[leaf] = value
     return tree
+
+
+class Repeated(list):
+    """Values of a key given more than once on the command line."""
 
 
 def _looks_numeric(text: str) -> bool:

@@ -269,7 +269,7 @@ def test_truncated_safetensors_is_a_user_error(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        ({"model_type": "gpt2"}, "model_type"),
+        ({"model_type": "llama"}, "model_type"),
         ({"position_embedding_type": "relative_key"}, "position_embedding_type"),
         ({"hidden_act": "swish"}, "hidden_act"),
         ({"num_hidden_layers": "two"}, "num_hidden_layers"),

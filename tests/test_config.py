@@ -79,3 +79,13 @@ def test_strings_numbers_and_yaml_oddities_coerce_sensibly() -> None:
     assert cfg.table.text_column == "0"
     predict = C.load_config(C.PredictConfig, None, ["text=a: b: c"])
     assert predict.text == ["a: b: c"]
+
+
+def test_a_repeated_key_fills_a_list_and_a_repeated_scalar_keeps_the_last() -> None:
+    cfg = C.load_config(C.PredictConfig, None, ["text=first", "text=second", "text=3"])
+    assert cfg.text == ["first", "second", "3"]
+    cfg = C.load_config(C.PretrainConfig, None, ["train.lr=1e-3", "train.lr=2e-3"])
+    assert cfg.train.lr == 2e-3
+    cfg = C.load_config(C.FinetuneConfig, None, ["labels=neg", "labels=pos"])
+    assert cfg.labels == ["neg", "pos"]
+    assert C.load_config(C.PredictConfig, None, ["text= "]).text == [" "]  # blank stays text

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,8 @@ from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir, sav
 from plmkit.config import FinetuneConfig, ModelConfig, check_model_config, dump_yaml, to_dict
 from plmkit.models.heads import SequenceClassifier
 from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
+from plmkit.stages import finetune_seq2seq
+from plmkit.tasks import sampling
 from plmkit.tasks.classification import (
     ClassificationBatches,
     LabelSet,
@@ -32,7 +33,7 @@ from plmkit.text.tokenizer import load_tokenizer, special_ids
 from plmkit.train.state import check_fresh_output
 from plmkit.train.trainer import check_train_config, fit
 
-TASKS = ("classification", "regression")
+TASKS = ("classification", "regression", "seq2seq")
 POOLINGS = ("cls", "mean")
 
 
@@ -48,6 +49,8 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
         raise UserError(f"finetune: epochs must be > 0, got {cfg.epochs}")
     # max_steps 0 means "from epochs" here, which the trainer's own check would refuse.
     check_train_config(dataclasses.replace(cfg.train, max_steps=cfg.train.max_steps or 1))
+    if cfg.task == "seq2seq":
+        return finetune_seq2seq.run(cfg)
     run_dir = Path(cfg.output)
     check_fresh_output(run_dir, resume=False)
     init_dir = resolve_model_dir(cfg.init) if cfg.init else None
@@ -105,10 +108,7 @@ def _label_set(cfg: FinetuneConfig, train: list) -> LabelSet | None:
 
 def steps_for_epochs(cfg: FinetuneConfig, num_examples: int) -> int:
     """Optimizer steps for `cfg.epochs` passes over `num_examples` rows."""
-    if cfg.train.batch_size < 1 or cfg.train.grad_accum < 1:
-        raise UserError("finetune: train.batch_size and train.grad_accum must be at least 1")
-    per_step = cfg.train.batch_size * cfg.train.grad_accum
-    return max(1, math.ceil(cfg.epochs * num_examples / per_step))
+    return sampling.steps_for_epochs(cfg.epochs, num_examples, cfg.train.batch_size, cfg.train.grad_accum)
 
 
 def _check_sizes(cfg: FinetuneConfig, model_cfg: ModelConfig, vocab_size: int) -> None:

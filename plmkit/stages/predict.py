@@ -18,7 +18,7 @@ def run(cfg: PredictConfig) -> list[dict]:
     clf = Classifier.load(cfg.model)
     texts, pairs = list(cfg.text), None
     if cfg.file:
-        texts, pairs = _read_lines(Path(cfg.file), paired=clf.table.text_pair_column is not None)
+        texts, pairs = read_lines(cfg.file, paired=clf.table.text_pair_column is not None)
         if not texts:
             raise UserError(f"{cfg.file}: no text to predict")
     results = [{"text": t, **({"text_pair": pairs[i]} if pairs else {}), "label": p.label,
@@ -32,8 +32,9 @@ def run(cfg: PredictConfig) -> list[dict]:
     return results
 
 
-def _read_lines(path: Path, paired: bool) -> tuple[list[str], list[str] | None]:
+def read_lines(path: str | Path, paired: bool) -> tuple[list[str], list[str] | None]:
     """Non-blank lines; for a sentence-pair model, a TAB separates the two sentences."""
+    path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     texts, pairs = [], []

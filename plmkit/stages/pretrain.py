@@ -1,36 +1,72 @@
-"""`plmkit pretrain`: token shards → a BERT pretrained with MLM (+ NSP) → a run directory.
+"""`plmkit pretrain`: token shards → a pretrained model → a run directory.
 
-Flat wiring, read top to bottom: open the shards and their tokenizer, build the model,
-build the batch source and the held-out evaluation, fit, export `final/` in Hugging Face
-layout (BertForPreTraining). The run directory holds the resolved config, metrics.jsonl,
-checkpoints for `resume=true`, and `summary.json` with the numbers the demo table shows.
+One verb for the three families: `objective.kind` picks BERT's MLM (+ NSP), GPT's causal LM or
+T5's span corruption, and with it the model family and the Hugging Face architecture of
+`final/`. Flat wiring, read top to bottom: open the shards and their tokenizer, build the
+model, build the objective (batches, loss, held-out evaluation), fit, export `final/`. The run
+directory holds the resolved config, metrics.jsonl, checkpoints for `resume=true`, and
+`summary.json` with the numbers the demo table shows.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
+from tokenizers import Tokenizer
 
 from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir, save_model
-from plmkit.config import PretrainConfig, check_model_config, dump_yaml, to_dict
+from plmkit.config import ModelConfig, PretrainConfig, check_model_config, dump_yaml, to_dict
+from plmkit.models.decoder import CausalLM
 from plmkit.models.encoder import PretrainingModel
-from plmkit.objectives import MaskingSpec, PretrainBatches, evaluate_pretraining, pretrain_loss
+from plmkit.models.seq2seq import Seq2SeqLM
+from plmkit.objectives import (
+    CausalLMBatches,
+    MaskingSpec,
+    PretrainBatches,
+    SpanCorruptionBatches,
+    causal_lm_loss,
+    evaluate_lm,
+    evaluate_pretraining,
+    pretrain_loss,
+    span_corruption_loss,
+)
 from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
 from plmkit.text.shards import ShardReader
-from plmkit.text.tokenizer import continuation_mask, load_tokenizer, special_ids
+from plmkit.text.tokenizer import continuation_mask, load_tokenizer, special_ids, token_roles
 from plmkit.train.state import check_fresh_output
 from plmkit.train.trainer import check_train_config, fit
 
 EVAL_BATCHES = 8
 
 
+# objective.kind → (model family, the Hugging Face architecture its final/ directory is written as)
+OBJECTIVES = {
+    "mlm": ("bert", "BertForPreTraining"),
+    "clm": ("gpt", "GPT2LMHeadModel"),
+    "span": ("t5", "T5ForConditionalGeneration"),
+}
+MODELS = {"bert": PretrainingModel, "gpt": CausalLM, "t5": Seq2SeqLM}
+
+
+class Objective(NamedTuple):
+    """What one objective hands the trainer: batches, a loss, and held-out scoring."""
+
+    batches: Any  # a BatchSource
+    loss: Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
+    evaluate: Callable[[torch.nn.Module], dict[str, float]]
+    headline: tuple[str, str]  # (loss key, accuracy key) of `evaluate`'s result, for the log line
+
+
 def run(cfg: PretrainConfig) -> dict[str, Any]:
     """Pretrain per `cfg`; returns the summary also written to OUTPUT/summary.json."""
     run_dir = Path(cfg.output)
+    _check_kind(cfg)
     check_train_config(cfg.train)
     check_fresh_output(run_dir, cfg.resume)
     train_split = ShardReader(cfg.shards, "train")
@@ -42,61 +78,108 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
         print0(f"pretrain: {cfg.shards} has no val split; held-out metrics use train batches")
     tokenizer_dir = Path(cfg.shards) / "tokenizer"
     tokenizer = load_tokenizer(tokenizer_dir)
-    special = special_ids(tokenizer)
+    roles = token_roles(tokenizer)
+    family, architecture = OBJECTIVES[cfg.objective.kind]
 
     init = read_checkpoint(resolve_model_dir(cfg.init)) if cfg.init is not None else None
     model_cfg = init.cfg if init else dataclasses.replace(
-        cfg.model, vocab_size=tokenizer.get_vocab_size(), pad_token_id=special.pad)
+        cfg.model, family=family, vocab_size=tokenizer.get_vocab_size(),
+        pad_token_id=roles.pad if roles.pad is not None else roles.eos,
+        bos_token_id=roles.bos, eos_token_id=roles.eos)
+    if model_cfg.family != family:
+        raise UserError(f"init {cfg.init}: a {model_cfg.family} model cannot train objective "
+                        f"'{cfg.objective.kind}' (that needs family {family})")
     if tokenizer.get_vocab_size() > model_cfg.vocab_size:
         raise UserError(f"init {cfg.init}: its vocabulary ({model_cfg.vocab_size}) is smaller than "
                         f"the shards' tokenizer's ({tokenizer.get_vocab_size()})")
     check_model_config(model_cfg)
-    _check_objective(cfg, model_cfg.max_position)
+    _check_objective(cfg, model_cfg)
     seed_everything(cfg.train.seed)
-    model = PretrainingModel(model_cfg)
+    model = MODELS[family](model_cfg)
     if init is not None:
         load_into(model, init)
-
-    masking = MaskingSpec(special, model_cfg.vocab_size, cfg.objective.mask_prob,
-                          continuation_mask(tokenizer) if cfg.objective.whole_word else None)
-    obj = cfg.objective
-    batches = PretrainBatches(train_split, masking, batch_size=cfg.train.batch_size,
-                              seq_len=obj.seq_len, short_seq_len=obj.short_seq_len,
-                              short_seq_fraction=obj.short_seq_fraction, nsp=obj.nsp,
-                              seed=cfg.train.seed)
-    held_out = PretrainBatches(val_split, masking, batch_size=cfg.train.batch_size,
-                               seq_len=obj.seq_len, nsp=obj.nsp, seed=cfg.train.seed + 1)
-    eval_batches = [held_out.next_batch(1.0) for _ in range(EVAL_BATCHES)]
     device = pick_device(cfg.train.device)
-    evaluate = lambda m: evaluate_pretraining(m, eval_batches, device)  # noqa: E731
+    objective = _objective(cfg, model_cfg, tokenizer, train_split, val_split, device)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     start_file = run_dir / "start_metrics.json"
     if not cfg.resume:  # on resume the trainer first checks the config against the saved one
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-        atomic_write_text(start_file, json.dumps(evaluate(model.to(device))))
+        atomic_write_text(start_file, json.dumps(objective.evaluate(model.to(device))))
     start = json.loads(start_file.read_text(encoding="utf-8")) if start_file.is_file() else {}
-    print0(f"pretrain: {_count(model) / 1e6:.2f}M parameters, {train_split.num_tokens:,} tokens")
-    result = fit(model, batches, pretrain_loss, cfg.train, run_dir, eval_fn=evaluate,
-                 resume=cfg.resume, run_config=_run_config(cfg))
+    print0(f"pretrain: {_count(model) / 1e6:.2f}M parameters ({family}), "
+           f"{train_split.num_tokens:,} tokens")
+    result = fit(model, objective.batches, objective.loss, cfg.train, run_dir,
+                 eval_fn=objective.evaluate, resume=cfg.resume, run_config=_run_config(cfg))
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-    end = evaluate(model)
-    save_model(model, model_cfg, run_dir / "final", "BertForPreTraining",
-               tokenizer_dir=tokenizer_dir)
-    summary = {"steps": result.steps, "train_time_s": result.train_time_s,
-               "start": start, "end": end, "parameters": _count(model)}
+    end = objective.evaluate(model)
+    save_model(model, model_cfg, run_dir / "final", architecture, tokenizer_dir=tokenizer_dir)
+    summary = {"objective": cfg.objective.kind, "steps": result.steps,
+               "train_time_s": result.train_time_s, "start": start, "end": end,
+               "parameters": _count(model)}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    loss_key, acc_key = objective.headline
     print0(f"pretrain: {result.steps} steps in {result.train_time_s:.0f}s, "
-           f"val MLM loss {end['val_mlm_loss']:.3f}, acc {end['val_mlm_acc']:.3f} → {run_dir}/final")
+           f"{loss_key} {end[loss_key]:.3f}, {acc_key} {end[acc_key]:.3f} → {run_dir}/final")
     return summary
 
 
-def _check_objective(cfg: PretrainConfig, max_position: int) -> None:
-    obj = cfg.objective
+def _objective(cfg: PretrainConfig, model_cfg: ModelConfig, tokenizer: Tokenizer,
+               train_split: ShardReader, val_split: ShardReader, device: torch.device) -> Objective:
+    """Training batches, loss and held-out evaluation for cfg.objective.kind."""
+    obj, batch_size, seed = cfg.objective, cfg.train.batch_size, cfg.train.seed
+    roles = token_roles(tokenizer)
+    if obj.kind == "mlm":
+        masking = MaskingSpec(special_ids(tokenizer), model_cfg.vocab_size, obj.mask_prob,
+                              continuation_mask(tokenizer) if obj.whole_word else None)
+        make = functools.partial(PretrainBatches, masking=masking, batch_size=batch_size,
+                                 seq_len=obj.seq_len, nsp=obj.nsp)
+        batches = make(train_split, short_seq_len=obj.short_seq_len,
+                       short_seq_fraction=obj.short_seq_fraction, seed=seed)
+        held_out = [make(val_split, seed=seed + 1).next_batch(1.0) for _ in range(EVAL_BATCHES)]
+        evaluate = functools.partial(evaluate_pretraining, batches=held_out, device=device)
+        return Objective(batches, pretrain_loss, evaluate, ("val_mlm_loss", "val_mlm_acc"))
+    if obj.kind == "clm":
+        make = functools.partial(CausalLMBatches, eos_id=model_cfg.eos_token_id,
+                                 batch_size=batch_size, seq_len=obj.seq_len)
+        loss = causal_lm_loss
+    else:
+        make = functools.partial(SpanCorruptionBatches, sentinel_ids=roles.sentinels,
+                                 eos_id=model_cfg.eos_token_id, pad_id=model_cfg.pad_token_id,
+                                 batch_size=batch_size, seq_len=obj.seq_len,
+                                 noise_density=obj.noise_density, mean_span=obj.mean_span)
+        loss = span_corruption_loss
+    batches = make(train_split, seed=seed)
+    held_out = [make(val_split, seed=seed + 1).next_batch(1.0) for _ in range(EVAL_BATCHES)]
+    evaluate = functools.partial(evaluate_lm, batches=held_out, loss_fn=loss, device=device)
+    return Objective(batches, loss, evaluate, ("val_lm_loss", "val_lm_acc"))
+
+
+def _check_kind(cfg: PretrainConfig) -> None:
+    kind = cfg.objective.kind
+    if kind not in OBJECTIVES:
+        raise UserError(f"config objective.kind '{kind}': use one of {', '.join(OBJECTIVES)}")
+    family = OBJECTIVES[kind][0]
+    if cfg.model.family not in ("bert", family):  # "bert" is the default: it follows the objective
+        raise UserError(f"config model.family '{cfg.model.family}' cannot train objective.kind "
+                        f"'{kind}' (that needs family {family})")
+
+
+def _check_objective(cfg: PretrainConfig, model_cfg: ModelConfig) -> None:
+    obj, max_position = cfg.objective, model_cfg.max_position
     if obj.seq_len < 8:
         raise UserError(f"objective.seq_len must be at least 8, got {obj.seq_len}")
-    if obj.seq_len > max_position:
+    if obj.seq_len > max_position and model_cfg.family != "t5":  # T5's positions are relative
         raise UserError(f"objective.seq_len {obj.seq_len} exceeds model.max_position {max_position}")
+    if obj.kind != "mlm" and obj.short_seq_len:
+        raise UserError("objective.short_seq_len applies to kind mlm only; set it to 0")
+    if obj.kind != "mlm" and model_cfg.eos_token_id is None:
+        raise UserError(f"objective.kind {obj.kind} needs an eos token: train the tokenizer with "
+                        f"kind={'bpe' if obj.kind == 'clm' else 'unigram'}")
+    if obj.kind == "span" and not 0.0 < obj.noise_density < 1.0:
+        raise UserError(f"objective.noise_density must be in (0, 1), got {obj.noise_density}")
+    if obj.kind == "span" and not obj.mean_span >= 1.0:
+        raise UserError(f"objective.mean_span must be at least 1, got {obj.mean_span}")
     if obj.short_seq_len and not 8 <= obj.short_seq_len <= obj.seq_len:
         raise UserError(f"objective.short_seq_len must be 0 or in [8, seq_len], got {obj.short_seq_len}")
     if not 0.0 <= obj.short_seq_fraction <= 1.0:

@@ -15,7 +15,6 @@ Key choices and their cost (reading and validating rows lives in tasks/tables.py
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from torch import nn
 
 from plmkit.runtime import UserError
 from plmkit.tasks.metrics import classification_metrics, regression_metrics
+from plmkit.tasks.sampling import EpochSampler
 from plmkit.tasks.tables import Example, check_task
 
 MIN_MAX_LENGTH = 8  # [CLS] A [SEP] B [SEP] plus a few tokens of text
@@ -194,51 +194,32 @@ def _collate(
 
 
 class ClassificationBatches:
-    """The trainer's BatchSource: shuffled epochs of padded batches; the cursor is (epoch, position)."""
+    """The trainer's BatchSource: shuffled epochs of padded batches (see tasks/sampling.py)."""
 
     def __init__(
         self, encoded: EncodedSet, batch_size: int, seed: int, shuffle: bool = True
     ) -> None:
         if len(encoded) == 0 or encoded.labels is None:
             raise UserError("no labelled examples to train on")
-        if batch_size < 1:
-            raise UserError(f"batch_size={batch_size}: must be at least 1")
-        self.encoded, self.batch_size, self.seed, self.shuffle = encoded, batch_size, seed, shuffle
-        self.epoch, self.position = 0, 0
-        self._order: tuple[int, np.ndarray] | None = None  # (epoch, permutation) cache
+        self.encoded = encoded
+        self.sampler = EpochSampler(len(encoded), batch_size, seed, shuffle)
 
     @property
     def steps_per_epoch(self) -> int:
         """Batches per pass over the data (the last one may be smaller)."""
-        return math.ceil(len(self.encoded) / self.batch_size)
-
-    def _permutation(self) -> np.ndarray:
-        if self._order is None or self._order[0] != self.epoch:
-            n = len(self.encoded)
-            rng = np.random.default_rng([self.seed % 2**32, self.epoch])
-            self._order = (self.epoch, rng.permutation(n) if self.shuffle else np.arange(n))
-        return self._order[1]
+        return self.sampler.steps_per_epoch
 
     def next_batch(self, progress: float) -> dict[str, torch.Tensor]:
         """The next batch of the current epoch; `progress` is ignored."""
-        if self.position >= len(self.encoded):
-            self.epoch, self.position = self.epoch + 1, 0
-        indices = self._permutation()[self.position : self.position + self.batch_size]
-        self.position += len(indices)
-        return _collate(self.encoded, indices, with_labels=True)
+        return _collate(self.encoded, self.sampler.next_indices(), with_labels=True)
 
     def state_dict(self) -> dict:
-        """JSON-serialisable cursor: the next batch after a reload is the one that would have come."""
-        return {"epoch": self.epoch, "position": self.position, "num_examples": len(self.encoded)}
+        """The sampler's cursor."""
+        return self.sampler.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
         """Resume from `state_dict()`; a different number of examples is a UserError."""
-        if state.get("num_examples", len(self.encoded)) != len(self.encoded):
-            raise UserError(
-                f"cannot resume: the checkpoint was trained on {state['num_examples']} examples, "
-                f"this training file has {len(self.encoded)}"
-            )
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self.sampler.load_state_dict(state)
 
 
 def classification_loss(

@@ -21,7 +21,7 @@ from pathlib import Path
 from plmkit.config import TableConfig
 from plmkit.runtime import UserError
 
-TASKS = ("classification", "regression")
+TASKS = ("classification", "regression", "seq2seq")  # seq2seq: the "label" is the target text
 FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 
 
@@ -73,7 +73,7 @@ def read_table(
 
 def check_task(task: str) -> None:
     if task not in TASKS:
-        raise UserError(f"task '{task}': use classification or regression")
+        raise UserError(f"task '{task}': use one of {', '.join(TASKS)}")
 
 
 def _table_format(path: Path, fmt: str) -> str:

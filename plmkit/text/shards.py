@@ -44,7 +44,7 @@ from plmkit.text.tokenizer import (
     SentenceEncoder,
     copy_tokenizer_files,
     load_tokenizer,
-    special_ids,
+    token_roles,
     tokenizer_dir,
     tokenizer_sha256,
 )
@@ -254,7 +254,7 @@ def prepare_shards(cfg: PrepareConfig, *, progress: bool = True) -> dict:
     tok = load_tokenizer(tok_dir)
     vocab_size = tok.get_vocab_size(with_added_tokens=True)
     dtype = "uint16" if vocab_size <= 65535 else "uint32"
-    specials = special_ids(tok)
+    specials = token_roles(tok)
     resolve_inputs(cfg.inputs)  # fail on a missing input before any work
     workers = cfg.workers or os.cpu_count() or 1
     init_args = (str(tok_dir), dtype, cfg.val_fraction)
@@ -269,7 +269,7 @@ def prepare_shards(cfg: PrepareConfig, *, progress: bool = True) -> dict:
             "vocab_size": vocab_size,
             "tokenizer_sha256": tokenizer_sha256(tmp / "tokenizer"),
             "tokenizer": str(tok_dir),
-            "special_ids": specials._asdict(),
+            "special_ids": specials.header(),
             "val_fraction": cfg.val_fraction,
             "splits": counts,
         }

@@ -6,8 +6,14 @@ same ids. We write `tokenizer.json` plus the small files older loaders want (`vo
 `tokenizer_config.json`, `special_tokens_map.json`); the cost is keeping four files in step,
 which is why only `save_tokenizer` writes them, all at once, into an atomic directory.
 
-Only BERT's WordPiece is built so far: the byte-BPE and Unigram models arrive with the GPT and
-T5 families. The five special tokens have fixed ids 0-4 so every later stage can rely on them.
+Three kinds, one per model family: BERT's WordPiece (special tokens at fixed ids 0-4), GPT-2's
+byte-level BPE (`<|endoftext|>` at id 0 is bos, eos and pad) and T5's Unigram (`<pad>` 0, `</s>`
+1, `<unk>` 2, the sentinels `<extra_id_0…99>` as the last ids). Transformers' GPT2Tokenizer and
+T5Tokenizer rebuild their normaliser and pre-tokeniser from code, not from tokenizer.json, so
+our BPE and Unigram pipelines are exactly those: the cost is that neither can lower-case (and
+corpus.py's NFKC is the only normalisation). BPE and Unigram put a space (or "▁") before every
+encoded text, so sentences encoded one by one (as the shards stage does) join with a space;
+on Chinese that space is an artefact of decoding.
 """
 
 from __future__ import annotations
@@ -41,7 +47,15 @@ _WORD = re.compile(r"[A-Za-z0-9]+|[^A-Za-z0-9 ]|\n")  # BertPreTokenizer on plai
 # BERT's normaliser leaves alone and its pre-tokeniser isolates like ASCII "-".
 _PLAIN = re.compile("[ -~–—‘’“”«»•·]*")
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0, 1, 2, 3, 4
-_MIN_VOCAB = 10  # the special tokens plus a few pieces; anything smaller is a typo
+ENDOFTEXT = "<|endoftext|>"  # GPT-2's one special token: bos, eos and pad (id 0)
+T5_SPECIALS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2
+NUM_SENTINELS = 100  # <extra_id_0> … <extra_id_99>: the last ids, <extra_id_0> the highest
+KINDS = ("wordpiece", "bpe", "unigram")
+# tokenizer_class in tokenizer_config.json: what AutoTokenizer builds (Transformers ≥ 5 drops "Fast")
+_HF_CLASS = {"wordpiece": "BertTokenizer", "bpe": "GPT2TokenizerFast", "unigram": "T5TokenizerFast"}
+# The smallest vocabulary that can hold the special tokens (and, for BPE, the 256 bytes) plus
+# a few pieces; anything smaller is a typo.
+_MIN_VOCAB = {"wordpiece": 10, "bpe": 256 + 1 + 10, "unigram": NUM_SENTINELS + 3 + 10}
 
 
 class SpecialIds(NamedTuple):
@@ -52,6 +66,31 @@ class SpecialIds(NamedTuple):
     cls: int
     sep: int
     mask: int
+
+
+class TokenRoles(NamedTuple):
+    """What the special tokens of a tokenizer of any kind are for (None: the kind has none)."""
+
+    kind: str  # wordpiece | bpe | unigram
+    pad: int | None
+    unk: int | None  # None for byte-level BPE: every byte is in the vocabulary
+    bos: int | None
+    eos: int | None
+    cls: int | None = None
+    sep: int | None = None
+    mask: int | None = None
+    sentinels: tuple[int, ...] = ()  # T5 span-corruption ids: <extra_id_0>, <extra_id_1>, …
+
+    def header(self) -> dict[str, int | list[int]]:
+        """The roles a kind has, as plain data (shards' header.json)."""
+        out: dict[str, int | list[int]] = {
+            name: value
+            for name, value in self._asdict().items()
+            if name not in ("kind", "sentinels") and value is not None
+        }
+        if self.sentinels:
+            out["sentinels"] = list(self.sentinels)
+        return out
 
 
 def _bert_pipeline(
@@ -80,20 +119,53 @@ def _bert_pipeline(
     )
 
 
+def _bpe_pipeline(tok: Tokenizer) -> None:
+    """GPT-2's byte-level pipeline, as Transformers' GPT2Tokenizer(add_prefix_space=True) builds it."""
+    tok.normalizer = None
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)  # adds no special tokens
+
+
+def _unigram_pipeline(tok: Tokenizer, eos_id: int) -> None:
+    """T5's pipeline, as Transformers' T5Tokenizer builds it: "▁" marks word starts, then "</s>"."""
+    tok.normalizer = None
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True),
+        ]
+    )
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    tok.post_processor = processors.TemplateProcessing(
+        single=["$A", "</s>"], pair=["$A", "</s>", "$B", "</s>"], special_tokens=[("</s>", eos_id)]
+    )
+
+
 def train_tokenizer(texts: Iterable[str], cfg: TokenizerStageConfig) -> Tokenizer:
-    """Train a BERT WordPiece tokenizer on `texts` (special tokens get ids 0-4)."""
-    if cfg.kind != "wordpiece":
+    """Train a tokenizer of `cfg.kind` on `texts` (special tokens at the kind's fixed ids)."""
+    if cfg.kind not in KINDS:
         raise UserError(
-            f"config kind: '{cfg.kind}' is not available yet (byte-BPE and Unigram come with "
-            "the GPT and T5 families); use wordpiece"
+            f"config kind: '{cfg.kind}' is not a tokenizer kind; use {', '.join(KINDS)}"
         )
-    if cfg.vocab_size < _MIN_VOCAB:
+    if cfg.kind != "wordpiece" and cfg.lowercase:
         raise UserError(
-            f"config vocab_size: {cfg.vocab_size} is too small (need at least {_MIN_VOCAB}: "
-            f"{len(SPECIAL_TOKENS)} special tokens plus word pieces)"
+            f"config lowercase: a {cfg.kind} tokenizer keeps case (Transformers' "
+            f"{_HF_CLASS[cfg.kind]} cannot lower-case); leave lowercase unset or false"
         )
+    if cfg.vocab_size < _MIN_VOCAB[cfg.kind]:
+        raise UserError(
+            f"config vocab_size: {cfg.vocab_size} is too small for {cfg.kind} (need at least "
+            f"{_MIN_VOCAB[cfg.kind]}: the special tokens{', 256 bytes' * (cfg.kind == 'bpe')} "
+            "plus a few pieces)"
+        )
+    train = {"wordpiece": _train_wordpiece, "bpe": _train_bpe, "unigram": _train_unigram}
+    return train[cfg.kind](texts, cfg)
+
+
+def _train_wordpiece(texts: Iterable[str], cfg: TokenizerStageConfig) -> Tokenizer:
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
-    _bert_pipeline(tok, lowercase=cfg.lowercase)
+    _bert_pipeline(tok, lowercase=cfg.lowercase is not False)  # None (unset) = uncased
     trainer = trainers.WordPieceTrainer(
         vocab_size=cfg.vocab_size,
         min_frequency=cfg.min_frequency,
@@ -107,28 +179,100 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerStageConfig) -> Tokenize
     return tok
 
 
+def _train_bpe(texts: Iterable[str], cfg: TokenizerStageConfig) -> Tokenizer:
+    tok = Tokenizer(models.BPE())
+    _bpe_pipeline(tok)
+    trainer = trainers.BpeTrainer(
+        vocab_size=cfg.vocab_size,
+        min_frequency=cfg.min_frequency,
+        special_tokens=[ENDOFTEXT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: no unknown text
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def _train_unigram(texts: Iterable[str], cfg: TokenizerStageConfig) -> Tokenizer:
+    tok = Tokenizer(models.Unigram())
+    _unigram_pipeline(tok, eos_id=1)
+    trainer = trainers.UnigramTrainer(
+        vocab_size=cfg.vocab_size - NUM_SENTINELS,
+        special_tokens=list(T5_SPECIALS),
+        unk_token="<unk>",
+        show_progress=False,
+    )
+    try:
+        tok.train_from_iterator(texts, trainer=trainer)
+    except Exception as err:  # the Rust trainer raises a bare Exception
+        if "not large enough to contain all chars" not in str(err):
+            raise
+        raise UserError(
+            f"config vocab_size: {cfg.vocab_size} cannot hold every character of the corpus "
+            "(a unigram vocabulary keeps them all, plus 100 sentinels); raise vocab_size"
+        ) from None
+    # The sentinels go into the model's vocabulary, after the trained pieces and in reverse,
+    # as in T5's own files (so <extra_id_0> is the last id), and are matched as special tokens.
+    pieces = [tuple(p) for p in json.loads(tok.to_str())["model"]["vocab"]]
+    sentinels = [f"<extra_id_{i}>" for i in reversed(range(NUM_SENTINELS))]
+    tok.model = models.Unigram(
+        pieces + [(s, 0.0) for s in sentinels], unk_id=2, byte_fallback=False
+    )
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in sentinels])
+    return tok
+
+
+def _hf_config(tok: Tokenizer, roles: TokenRoles) -> tuple[dict, dict]:
+    """tokenizer_config.json fields particular to the kind, and the special tokens by name."""
+    name = tok.id_to_token
+    if roles.kind == "wordpiece":
+        ids = special_ids(tok)
+        specials = {
+            f"{role}_token": name(i) for role, i in zip(SpecialIds._fields, ids, strict=True)
+        }
+        lowercase = bool(getattr(tok.normalizer, "lowercase", False))
+        return {
+            "do_lower_case": lowercase,
+            "strip_accents": None,
+            "tokenize_chinese_chars": True,
+        }, specials
+    if roles.kind == "bpe":
+        end = name(roles.eos)
+        specials = {"bos_token": end, "eos_token": end, "unk_token": end, "pad_token": end}
+        return {"add_prefix_space": True, "add_bos_token": False, "errors": "replace"}, specials
+    specials = {
+        "eos_token": name(roles.eos),
+        "unk_token": name(roles.unk),
+        "pad_token": name(roles.pad),
+    }
+    extra = [name(i) for i in roles.sentinels]
+    return {"extra_ids": len(extra), "additional_special_tokens": extra}, specials
+
+
 def save_tokenizer(
-    tok: Tokenizer, out_dir: str | Path, *, lowercase: bool, model_max_length: int
+    tok: Tokenizer, out_dir: str | Path, *, lowercase: bool | None = None, model_max_length: int
 ) -> None:
-    """Write tokenizer.json, vocab.txt and the HF config files atomically into `out_dir`."""
+    """Write tokenizer.json, the HF config files (and vocab.txt for WordPiece) atomically into
+    `out_dir`. `lowercase` is kept for old callers: the tokenizer's normaliser decides."""
     vocab = tok.get_vocab(with_added_tokens=True)
     by_id = sorted(vocab, key=vocab.__getitem__)
     if [vocab[t] for t in by_id] != list(range(len(by_id))):
         raise UserError(f"{out_dir}: tokenizer ids are not contiguous 0..{len(by_id) - 1}")
-    ids = special_ids(tok)
-    specials = {f"{name}_token": by_id[i] for name, i in zip(SpecialIds._fields, ids, strict=True)}
+    roles = token_roles(tok)
+    fields, specials = _hf_config(tok, roles)
+    if lowercase is not None and fields.get("do_lower_case", False) != lowercase:
+        raise ValueError(f"lowercase={lowercase} contradicts the tokenizer's normaliser")
     config = {
-        "tokenizer_class": "BertTokenizer",
-        "do_lower_case": lowercase,
-        "strip_accents": None,
-        "tokenize_chinese_chars": True,
+        "tokenizer_class": _HF_CLASS[roles.kind],
+        **fields,
         "model_max_length": model_max_length,
         "clean_up_tokenization_spaces": False,
         **specials,
     }
     with atomic_dir(out_dir) as tmp:
         tok.save(str(tmp / "tokenizer.json"))
-        (tmp / "vocab.txt").write_text("".join(t + "\n" for t in by_id), encoding="utf-8")
+        if roles.kind == "wordpiece":
+            (tmp / "vocab.txt").write_text("".join(t + "\n" for t in by_id), encoding="utf-8")
         (tmp / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
         (tmp / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")
 
@@ -186,7 +330,12 @@ def tokenizer_dir(path: str | Path) -> Path:
     )
 
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+)
 
 
 def copy_tokenizer_files(source: str | Path, target: str | Path) -> None:
@@ -230,6 +379,41 @@ def special_ids(tok: Tokenizer) -> SpecialIds:
             )
         found.append(token_id)
     return SpecialIds(*found)
+
+
+def kind_of(tok: Tokenizer) -> str:
+    """wordpiece, bpe or unigram: the kind of the tokenizer's model."""
+    for kind, model in (
+        ("wordpiece", models.WordPiece),
+        ("bpe", models.BPE),
+        ("unigram", models.Unigram),
+    ):
+        if isinstance(tok.model, model):
+            return kind
+    raise UserError(
+        f"tokenizer model {type(tok.model).__name__} is not supported ({', '.join(KINDS)})"
+    )
+
+
+def token_roles(tok: Tokenizer) -> TokenRoles:
+    """The special tokens of a tokenizer of any kind, found by their strings."""
+    kind = kind_of(tok)
+    if kind == "wordpiece":
+        sp = special_ids(tok)
+        return TokenRoles(kind, sp.pad, sp.unk, None, None, sp.cls, sp.sep, sp.mask)
+    required = (ENDOFTEXT,) if kind == "bpe" else T5_SPECIALS
+    ids = [tok.token_to_id(token) for token in required]
+    if None in ids:
+        missing = required[ids.index(None)]
+        raise UserError(f"{kind} tokenizer has no {missing} token (it needs {', '.join(required)})")
+    if kind == "bpe":
+        return TokenRoles(kind, pad=ids[0], unk=None, bos=ids[0], eos=ids[0])
+    sentinels = []
+    while (i := tok.token_to_id(f"<extra_id_{len(sentinels)}>")) is not None:
+        sentinels.append(i)
+    return TokenRoles(
+        kind, pad=ids[0], unk=ids[2], bos=None, eos=ids[1], sentinels=tuple(sentinels)
+    )
 
 
 def continuation_mask(tok: Tokenizer) -> np.ndarray:

@@ -8,7 +8,7 @@ import torch
 from plmkit.config import ModelConfig
 from plmkit.models.encoder import Encoder, PretrainingModel
 from plmkit.models.heads import SequenceClassifier, encoder_from
-from plmkit.models.layers import SelfAttention
+from plmkit.models.layers import Attention
 
 CFG = ModelConfig(
     vocab_size=97, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_position=64
@@ -123,7 +123,7 @@ def test_dropout_only_in_training() -> None:
 
 def test_causal_attention_ignores_the_future() -> None:
     torch.manual_seed(0)
-    attn = SelfAttention(hidden_size=16, num_heads=2, dropout=0.0, causal=True).eval()
+    attn = Attention(hidden_size=16, num_heads=2, dropout=0.0, causal=True).eval()
     x = torch.randn(2, 6, 16)
     changed = x.clone()
     changed[:, 4:] += 1.0

@@ -1,0 +1,104 @@
+"""Generation API: a GPT-style or T5-style model directory → text for raw prompts or sources.
+
+`Generator.load` reads a plmkit run or any Hugging Face `GPT2LMHeadModel` /
+`T5ForConditionalGeneration` directory with its tokenizer. A decoder *continues* each prompt
+(the output is the new text only); an encoder-decoder *transforms* each source (translation,
+summaries). Prompts are left-padded into one batch so rows of different lengths decode
+together, which is what models/generate.py expects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir
+from plmkit.config import GenerationConfig, check_generation_config, from_dict
+from plmkit.models.decoder import CausalLM
+from plmkit.models.generate import CausalDecoding, Seq2SeqDecoding, generate
+from plmkit.models.seq2seq import Seq2SeqLM
+from plmkit.runtime import UserError, pick_device
+from plmkit.text.tokenizer import load_tokenizer, token_roles
+
+MODES = ("auto", "continue", "transform")
+
+
+class Generator:
+    """A loaded decoder or encoder-decoder with its tokenizer, ready to generate."""
+
+    def __init__(self, model: CausalLM | Seq2SeqLM, tokenizer, source: str, device: torch.device) -> None:
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.source = source
+        self.device = device
+        self.mode = "continue" if isinstance(model, CausalLM) else "transform"
+        self.defaults = GenerationConfig()
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> Generator:
+        """Load a GPT-style or T5-style model directory (or a run directory holding final/)."""
+        model_dir = resolve_model_dir(path)
+        checkpoint = read_checkpoint(model_dir)
+        family = checkpoint.cfg.family
+        if family == "bert":
+            raise UserError(f"{model_dir}: a BERT encoder cannot generate text; use a GPT-style "
+                            "(objective.kind=clm) or T5-style (objective.kind=span) model")
+        model = CausalLM(checkpoint.cfg) if family == "gpt" else Seq2SeqLM(checkpoint.cfg)
+        load_into(model, checkpoint, require_heads=True)
+        generator = cls(model, load_tokenizer(model_dir), str(model_dir), pick_device(device))
+        saved = (checkpoint.hf_config.get("plmkit_task") or {}).get("generation")
+        if saved:  # what fine-tuning decoded its dev set with
+            generator.defaults = from_dict(GenerationConfig, saved, "plmkit_task.generation")
+        return generator
+
+    def check_mode(self, mode: str) -> None:
+        """`continue` needs a decoder, `transform` an encoder-decoder; `auto` takes the model's."""
+        if mode not in MODES:
+            raise UserError(f"generate: mode '{mode}': use one of {', '.join(MODES)}")
+        if mode != "auto" and mode != self.mode:
+            kind = "a decoder (GPT)" if mode == "continue" else "an encoder-decoder (T5)"
+            raise UserError(f"generate: mode '{mode}' needs {kind}, but {self.source} is "
+                            f"{'a GPT-style decoder' if self.mode == 'continue' else 'a T5-style encoder-decoder'}")
+
+    def generate(self, texts: list[str], cfg: GenerationConfig | None = None, *,
+                 max_input_tokens: int = 0, mode: str = "auto") -> list[str]:
+        """Generated text for each input, in order (new text only for a decoder)."""
+        self.check_mode(mode)
+        cfg = cfg or self.defaults
+        check_generation_config(cfg)
+        if not texts:
+            return []
+        ids = self._encode(texts, max_input_tokens)
+        width = max(len(row) for row in ids)
+        pad = self.model.pad_token_id if isinstance(self.model, Seq2SeqLM) else 0
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(input_ids)
+        for i, row in enumerate(ids):
+            if self.mode == "continue":  # left padding: each prompt ends at the last column
+                input_ids[i, width - len(row):], mask[i, width - len(row):] = torch.tensor(row), 1
+            else:
+                input_ids[i, : len(row)], mask[i, : len(row)] = torch.tensor(row), 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        if self.mode == "continue":
+            decoding = CausalDecoding(self.model, input_ids, mask)
+        else:
+            decoding = Seq2SeqDecoding(self.model, input_ids, mask)
+        out = generate(decoding, cfg)
+        return [self.tokenizer.decode(tokens[:n], skip_special_tokens=True)
+                for tokens, n in zip(out.tokens.tolist(), out.lengths.tolist(), strict=True)]
+
+    def _encode(self, texts: list[str], max_input_tokens: int) -> list[list[int]]:
+        roles = token_roles(self.tokenizer)
+        rows = []
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise UserError(f"generate: input {i + 1} is empty")
+            ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+            if self.mode == "transform" and roles.eos is not None:
+                ids = ids[: max_input_tokens - 1] if max_input_tokens else ids
+                ids = [*ids, roles.eos]
+            elif max_input_tokens and len(ids) > max_input_tokens:
+                ids = ids[-max_input_tokens:]  # a prompt keeps its end: that is what continues
+            rows.append(ids)
+        return rows

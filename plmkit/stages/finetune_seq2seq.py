@@ -1,0 +1,114 @@
+"""`plmkit finetune task=seq2seq`: source/target table + a T5-style model → a fine-tuned seq2seq model.
+
+Flat wiring, like the classifier's (stages/finetune.py hands over here): read and validate the
+pairs, tokenize once, build the encoder-decoder (a plmkit span-corruption run, any Hugging Face
+T5 directory, or random init), fit with the shared trainer on teacher-forced cross-entropy,
+then decode the dev file and score it with BLEU, chrF and ROUGE. `final/` is a Hugging Face
+`T5ForConditionalGeneration` directory that records how its inputs are read, for `evaluate`
+and `generate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir, save_model
+from plmkit.config import (
+    FinetuneConfig,
+    check_generation_config,
+    check_model_config,
+    dump_yaml,
+    to_dict,
+)
+from plmkit.models.seq2seq import Seq2SeqLM
+from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
+from plmkit.tasks.generation import (
+    Seq2SeqBatches,
+    encode_pairs,
+    generate_texts,
+    generation_metrics,
+    seq2seq_loss,
+)
+from plmkit.tasks.metrics import markdown_table
+from plmkit.tasks.sampling import steps_for_epochs
+from plmkit.tasks.tables import read_table
+from plmkit.text.tokenizer import load_tokenizer, token_roles
+from plmkit.train.state import check_fresh_output
+from plmkit.train.trainer import fit
+
+ARCHITECTURE = "T5ForConditionalGeneration"
+
+
+def run(cfg: FinetuneConfig) -> dict[str, Any]:
+    """Fine-tune a seq2seq model per `cfg`; returns {"dev": metrics, "steps", "train_time_s"}."""
+    check_generation_config(cfg.generation, "generation")
+    run_dir = Path(cfg.output)
+    check_fresh_output(run_dir, resume=False)
+    init_dir = resolve_model_dir(cfg.init) if cfg.init else None
+    tokenizer_dir = Path(cfg.tokenizer) if cfg.tokenizer else init_dir
+    if tokenizer_dir is None:
+        raise UserError("finetune: random init needs tokenizer=DIR (no init model to take it from)")
+    tokenizer = load_tokenizer(tokenizer_dir)
+    roles = token_roles(tokenizer)
+    if roles.eos is None or roles.pad is None:
+        raise UserError(f"{tokenizer_dir}: seq2seq needs a tokenizer with pad and eos tokens "
+                        "(train one with kind=unigram)")
+
+    train = read_table(cfg.train_file, cfg.table, task="seq2seq", limit=cfg.limit_train)
+    dev = read_table(cfg.dev_file, cfg.table, task="seq2seq") if cfg.dev_file else None
+    lengths = dict(max_source_length=cfg.max_length, max_target_length=cfg.max_target_length,
+                   eos_id=roles.eos, pad_id=roles.pad)
+    train_pairs = encode_pairs(tokenizer, train, **lengths)
+    dev_pairs = encode_pairs(tokenizer, dev, **lengths) if dev else None
+
+    checkpoint = read_checkpoint(init_dir) if init_dir else None
+    model_cfg = checkpoint.cfg if checkpoint else dataclasses.replace(
+        cfg.model, family="t5", vocab_size=tokenizer.get_vocab_size(), pad_token_id=roles.pad,
+        eos_token_id=roles.eos)
+    if model_cfg.family != "t5":
+        raise UserError(f"finetune: task seq2seq needs an encoder-decoder (family t5); "
+                        f"{cfg.init or 'model'} is family '{model_cfg.family}'")
+    check_model_config(model_cfg)
+    if tokenizer.get_vocab_size() > model_cfg.vocab_size:
+        raise UserError(f"finetune: the tokenizer has {tokenizer.get_vocab_size()} tokens but the "
+                        f"model's vocabulary holds {model_cfg.vocab_size}")
+    seed_everything(cfg.train.seed)
+    model = Seq2SeqLM(model_cfg)
+    if checkpoint:
+        load_into(model, checkpoint)
+
+    train_cfg = cfg.train
+    if train_cfg.max_steps == 0:
+        train_cfg = dataclasses.replace(train_cfg, max_steps=steps_for_epochs(
+            cfg.epochs, len(train), train_cfg.batch_size, train_cfg.grad_accum))
+    batches = Seq2SeqBatches(train_pairs, train_cfg.batch_size, seed=train_cfg.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+    result = fit(model, batches, seq2seq_loss, train_cfg, run_dir)
+
+    dev_metrics: dict[str, float] = {}
+    if dev_pairs is not None:
+        hypotheses = generate_texts(model, tokenizer, dev_pairs, cfg.generation,
+                                    device=pick_device(train_cfg.device))
+        dev_metrics = generation_metrics(hypotheses, [str(ex.label) for ex in dev], rouge=True)
+        atomic_write_text(run_dir / "dev-predictions.txt", "".join(h + "\n" for h in hypotheses))
+    save_model(model, model_cfg, run_dir / "final", ARCHITECTURE,
+               extra_config=task_config(cfg), tokenizer_dir=tokenizer_dir)
+    summary = {"dev": dev_metrics, "steps": result.steps, "train_time_s": result.train_time_s}
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    if dev_metrics:
+        rows = [{"split": "dev", **dev_metrics}]
+        atomic_write_text(run_dir / "results.md", markdown_table(rows, list(rows[0])))
+    print0(f"finetune: {result.steps} steps in {result.train_time_s:.0f}s; dev "
+           + ", ".join(f"{k} {v:.4f}" for k, v in dev_metrics.items()))
+    return summary
+
+
+def task_config(cfg: FinetuneConfig) -> dict[str, Any]:
+    """config.json fields telling plmkit's readers how the model reads and writes text."""
+    return {"plmkit_task": {"task": "seq2seq", "max_length": cfg.max_length,
+                            "max_target_length": cfg.max_target_length,
+                            "table": to_dict(cfg.table), "generation": to_dict(cfg.generation)}}

@@ -1,0 +1,69 @@
+"""Which rows go in the next fine-tuning batch: shuffled epochs whose cursor is two integers.
+
+Every labelled-data task (classification, seq2seq, and the tagging and QA tasks to come) trains
+on a fixed list of encoded rows; this is the one place that orders them. Each epoch is a
+permutation seeded by (seed, epoch), so the resume cursor is (epoch, position) and a resumed
+run sees exactly the batches an uninterrupted one would. The cost: no length bucketing, so a
+batch pads to its longest row.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from plmkit.runtime import UserError
+
+
+class EpochSampler:
+    """Batches of row indices over shuffled epochs, resumable from `state_dict`."""
+
+    def __init__(self, num_rows: int, batch_size: int, seed: int, shuffle: bool = True) -> None:
+        if num_rows < 1:
+            raise UserError("no labelled examples to train on")
+        if batch_size < 1:
+            raise UserError(f"batch_size={batch_size}: must be at least 1")
+        self.num_rows, self.batch_size, self.seed, self.shuffle = num_rows, batch_size, seed, shuffle
+        self.epoch, self.position = 0, 0
+        self._order: tuple[int, np.ndarray] | None = None  # (epoch, permutation) cache
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches per pass over the data (the last one may be smaller)."""
+        return -(-self.num_rows // self.batch_size)
+
+    def _permutation(self) -> np.ndarray:
+        if self._order is None or self._order[0] != self.epoch:
+            rng = np.random.default_rng([self.seed % 2**32, self.epoch])
+            order = rng.permutation(self.num_rows) if self.shuffle else np.arange(self.num_rows)
+            self._order = (self.epoch, order)
+        return self._order[1]
+
+    def next_indices(self) -> np.ndarray:
+        """Row indices of the next batch of the current epoch (a new epoch starts when it ends)."""
+        if self.position >= self.num_rows:
+            self.epoch, self.position = self.epoch + 1, 0
+        indices = self._permutation()[self.position : self.position + self.batch_size]
+        self.position += len(indices)
+        return indices
+
+    def state_dict(self) -> dict:
+        """JSON-serialisable cursor: the next batch after a reload is the one that would have come."""
+        return {"epoch": self.epoch, "position": self.position, "num_examples": self.num_rows}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume from `state_dict()`; a different number of rows is a UserError."""
+        if state.get("num_examples", self.num_rows) != self.num_rows:
+            raise UserError(
+                f"cannot resume: the checkpoint was trained on {state['num_examples']} examples, "
+                f"this training file has {self.num_rows}"
+            )
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+def steps_for_epochs(epochs: float, num_rows: int, batch_size: int, grad_accum: int = 1) -> int:
+    """Optimizer steps for `epochs` passes over `num_rows` rows."""
+    if batch_size < 1 or grad_accum < 1:
+        raise UserError("finetune: train.batch_size and train.grad_accum must be at least 1")
+    return max(1, math.ceil(epochs * num_rows / (batch_size * grad_accum)))
