@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 @dataclasses.dataclass
 class ModelConfig:
-    """Shape of a model of any family. Names are ours; checkpoint.py maps them to config.json."""
+    """Shape of a model of any family. Names are ours; plmkit.checkpoint maps them to config.json."""
 
     family: str = "bert"  # bert (encoder) | gpt (decoder) | t5 (encoder-decoder)
     vocab_size: int = 8000  # set from the tokenizer when a stage builds a model
@@ -274,7 +274,7 @@ class ExportConfig:
 
     model: str = "runs/pretrain"  # run dir or Hugging Face dir
     output: str = "export"
-    architecture: str = "auto"  # auto (as trained) | BertForPreTraining | BertForMaskedLM | BertModel
+    architecture: str = "auto"  # auto (as trained) | BertForMaskedLM | BertModel | GPT2Model | T5EncoderModel | …
 
 
 @dataclasses.dataclass

@@ -210,3 +210,15 @@ def test_perplexity_matches_transformers_loss(gpt: Path, root: Path) -> None:
     expected = torch.tensor(total / (len(tokens) - 1)).exp().item()
     assert words == 10
     assert abs(metrics["ppl"] - expected) / expected < 1e-4, (metrics, expected)
+
+
+def test_export_other_architectures_of_the_family(gpt: Path, t5: dict[str, Path], tmp_path: Path) -> None:
+    import transformers
+
+    for model, architecture in ((gpt, "GPT2Model"), (t5["pre"], "T5EncoderModel")):
+        cli("export", f"model={model}", f"architecture={architecture}", f"output={tmp_path / architecture}")
+        _, info = getattr(transformers, architecture).from_pretrained(
+            tmp_path / architecture, output_loading_info=True)
+        assert not any(info.values()), f"{architecture}: {info}"
+    assert main(["export", f"model={gpt}", "architecture=BertModel", f"output={tmp_path / 'x'}"]) == 2
+    assert not (tmp_path / "x").exists()

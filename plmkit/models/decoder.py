@@ -2,7 +2,7 @@
 
 `CausalLM` is learned token and position embeddings, a stack of pre-LayerNorm blocks with
 causal self-attention (layers.PreNormBlock), a final LayerNorm and an output projection tied to
-the token embeddings. Parameter names are ours; checkpoint.py maps them to GPT-2's
+the token embeddings. Parameter names are ours; checkpoint/gpt2.py maps them to GPT-2's
 (`transformer.h.0.attn.c_attn` …), so an exported model loads in Transformers unchanged.
 
 Key choice: positions follow the attention mask (cumsum − 1, as Transformers' generate does), so

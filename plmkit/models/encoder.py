@@ -2,7 +2,7 @@
 
 `Encoder` is the body every encoder task shares (heads.py builds on it); `PretrainingModel` adds
 the two heads that `plmkit pretrain` trains. Parameter names are ours (`layers.0.attn.qkv`);
-checkpoint.py maps them to Hugging Face's, so a saved model loads in Transformers unchanged.
+checkpoint/bert.py maps them to Hugging Face's, so a saved model loads in Transformers unchanged.
 
 Key choice: `PretrainingModel` can gather the masked positions *before* the MLM head, so the
 vocabulary projection (the largest matmul of a small model) runs on ~15% of the tokens. That is

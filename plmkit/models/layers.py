@@ -5,8 +5,8 @@ plain keyword arguments; only a top-level model reads a `ModelConfig`.
 
 Key choice: attention keeps query, key and value in one fused `qkv` Linear and calls PyTorch's
 `scaled_dot_product_attention`, which picks a flash or memory-efficient kernel when one applies.
-One matmul instead of three is faster on every device; the cost is that checkpoint.py must split
-and re-join the fused weight to match Hugging Face's separate query/key/value tensors.
+One matmul instead of three is faster on every device; the cost is that plmkit.checkpoint must
+split and re-join the fused weight to match Hugging Face's separate query/key/value tensors.
 """
 
 from __future__ import annotations

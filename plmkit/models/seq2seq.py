@@ -13,7 +13,7 @@ feed-forward, after the activation, where PreNormBlock has none.
 Key choice: the bias tables live on the stacks (`encoder.relative_bias`), not in their first
 block as Transformers keeps them, so every block is the same `PreNormBlock` and the bias is
 computed once per forward, outside the layers; the cost is one more renamed tensor in
-checkpoint.py. With caches, a decoder step finds its absolute position in the length of the
+checkpoint/t5.py. With caches, a decoder step finds its absolute position in the length of the
 first layer's self-attention cache.
 """
 

@@ -1,8 +1,10 @@
 """`plmkit export`: a run or Hugging Face directory → a Hugging Face directory of a chosen head.
 
-A pretraining run's `final/` is already a `BertForPreTraining` directory; export re-writes it
-as `BertForMaskedLM` or a bare `BertModel` when a user's downstream code expects those, and
-copies fine-tuned classifiers as they are. All of it goes through checkpoint.py's one map.
+A pretraining run's `final/` is already a Hugging Face directory (`BertForPreTraining`,
+`GPT2LMHeadModel` or `T5ForConditionalGeneration`); export re-writes it as another architecture
+of the same family when a user's downstream code expects one (`BertForMaskedLM`, a bare
+`BertModel`, `GPT2Model`, `T5EncoderModel`, …), and copies fine-tuned models as they are. All of
+it goes through plmkit.checkpoint's one map per family.
 """
 
 from __future__ import annotations
@@ -11,26 +13,36 @@ from pathlib import Path
 
 from torch import nn
 
-from plmkit.checkpoint import Checkpoint, load_into, read_checkpoint, resolve_model_dir, save_model
+from plmkit.checkpoint import (
+    FAMILIES,
+    Checkpoint,
+    load_into,
+    read_checkpoint,
+    resolve_model_dir,
+    save_model,
+)
 from plmkit.config import ExportConfig
+from plmkit.models.decoder import CausalLM
 from plmkit.models.encoder import Encoder, PretrainingModel
 from plmkit.models.heads import SequenceClassifier
+from plmkit.models.seq2seq import Seq2SeqLM
 from plmkit.runtime import UserError, print0
 
-ARCHITECTURES = ("BertForPreTraining", "BertForMaskedLM", "BertModel", "BertForSequenceClassification")
-NEEDS_HEADS = ("BertForPreTraining", "BertForSequenceClassification")
-HEAD_KEYS = ("id2label", "label2id", "problem_type", "plmkit_pooling", "plmkit_task")
+NEEDS_HEADS = ("BertForPreTraining", "BertForSequenceClassification", "GPT2LMHeadModel",
+               "T5ForConditionalGeneration", "T5Model")
+HEAD_KEYS = ("id2label", "label2id", "problem_type", "plmkit_pooling", "plmkit_task")  # kept as they are
 
 
 def run(cfg: ExportConfig) -> Path:
     """Write `cfg.model` to `cfg.output` as `cfg.architecture`."""
     source = resolve_model_dir(cfg.model)
     checkpoint = read_checkpoint(source)
-    trained = (checkpoint.hf_config.get("architectures") or ["BertModel"])[0]
+    known = FAMILIES[checkpoint.cfg.family].architectures
+    trained = (checkpoint.hf_config.get("architectures") or [next(iter(known))])[0]
     architecture = trained if cfg.architecture == "auto" else cfg.architecture
-    if architecture not in ARCHITECTURES:
-        raise UserError(f"export: architecture must be auto or one of {', '.join(ARCHITECTURES)}, "
-                        f"got '{architecture}'")
+    if architecture not in known:
+        raise UserError(f"export: a {checkpoint.cfg.family} model can be written as auto or one of "
+                        f"{', '.join(known)}, not '{architecture}'")
     model = _build(architecture, checkpoint)
     load_into(model, checkpoint, require_heads=architecture in NEEDS_HEADS)
     extra = {k: checkpoint.hf_config[k] for k in HEAD_KEYS if k in checkpoint.hf_config}
@@ -41,6 +53,10 @@ def run(cfg: ExportConfig) -> Path:
 
 
 def _build(architecture: str, checkpoint: Checkpoint) -> nn.Module:
+    if checkpoint.cfg.family == "gpt":
+        return CausalLM(checkpoint.cfg)
+    if checkpoint.cfg.family == "t5":
+        return Seq2SeqLM(checkpoint.cfg)
     if architecture == "BertModel":
         return Encoder(checkpoint.cfg)
     if architecture == "BertForSequenceClassification":

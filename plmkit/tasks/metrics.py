@@ -16,7 +16,17 @@ import warnings
 import numpy as np
 
 # Reported ×100 with one decimal, as GLUE and CLUE tables print them.
-PERCENT_METRICS = ("accuracy", "acc", "f1", "mcc", "pearson", "spearman", "precision", "recall")
+PERCENT_METRICS = (
+    "accuracy",
+    "acc",
+    "f1",
+    "mcc",
+    "pearson",
+    "spearman",
+    "precision",
+    "recall",
+    "em",
+)
 
 
 def classification_metrics(pred: np.ndarray, gold: np.ndarray, num_labels: int) -> dict[str, float]:
@@ -82,7 +92,8 @@ def format_value(column: str, value: object) -> str:
         return f"{value:,}"
     if math.isnan(value):
         return "n/a"
-    if column.lower().rsplit("_", 1)[-1].rsplit("/", 1)[-1] in PERCENT_METRICS:
+    name = column.lower().rsplit("/", 1)[-1].split("@")[0]  # eval/recall@5 → recall
+    if name in PERCENT_METRICS or name.rsplit("_", 1)[-1] in PERCENT_METRICS:
         return f"{100 * value:.1f}"
     if abs(value) < 1:
         return f"{value:.3f}"

@@ -23,7 +23,7 @@ from torch import nn
 
 from plmkit.config import CorpusConfig
 from plmkit.text.corpus import iter_documents, split_sentences
-from plmkit.text.tokenizer import SentenceEncoder
+from plmkit.text.encode import SentenceEncoder
 
 
 def text_stream(inputs: list[str], corpus: CorpusConfig, tokenizer: Tokenizer,

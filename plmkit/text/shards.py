@@ -1,7 +1,7 @@
 """Corpus → packed token shards on disk, and the memory-mapped reader every trainer uses.
 
 `prepare_shards` streams documents (corpus.py) and sends chunks of about a megabyte of text
-to worker processes, which split sentences and tokenize them (tokenizer.SentenceEncoder: the
+to worker processes, which split sentences and tokenize them (encode.SentenceEncoder: the
 tokenizer's own ids, produced through a word cache) and return numpy arrays; the main process
 appends them to one flat file per split. Chunks come back in the order they were sent and at
 most two per worker are in flight, so the files are identical whatever the number of workers
@@ -40,8 +40,8 @@ from tqdm import tqdm
 from plmkit.config import PrepareConfig
 from plmkit.runtime import UserError, atomic_dir
 from plmkit.text.corpus import iter_documents, resolve_inputs, split_sentences
+from plmkit.text.encode import SentenceEncoder
 from plmkit.text.tokenizer import (
-    SentenceEncoder,
     copy_tokenizer_files,
     load_tokenizer,
     token_roles,

@@ -21,8 +21,8 @@ from tokenizers import Tokenizer
 from plmkit.config import CorpusConfig, TokenizerStageConfig
 from plmkit.runtime import UserError
 from plmkit.text.corpus import iter_documents
+from plmkit.text.encode import SentenceEncoder
 from plmkit.text.tokenizer import (
-    SentenceEncoder,
     SpecialIds,
     continuation_mask,
     load_tokenizer,

@@ -17,10 +17,10 @@ from tokenizers import Tokenizer
 
 from plmkit.config import PrepareConfig, TokenizerStageConfig
 from plmkit.runtime import UserError
+from plmkit.text.encode import SentenceEncoder
 from plmkit.text.shards import prepare_shards
 from plmkit.text.tokenizer import (
     NUM_SENTINELS,
-    SentenceEncoder,
     TokenRoles,
     copy_tokenizer_files,
     load_tokenizer,

@@ -1,0 +1,50 @@
+"""Pretraining objectives: token shards → batches → loss, for BERT (MLM + NSP), GPT (causal LM)
+and T5 (span corruption).
+
+Each objective is a batch source (`next_batch`, `state_dict`, `load_state_dict`: what the
+trainer draws from) and a loss function (model, batch → loss, metrics). `mlm.py` holds BERT's
+masked language modelling and next sentence prediction; `stream.py` the packed token stream
+that GPT and T5 read, the causal LM objective and the evaluation both LM objectives share;
+`span.py` T5's span corruption. Import from here.
+
+Key choice: every batch source draws from the memory-mapped shards with a NumPy generator whose
+state *is* the data cursor, so exact resume needs only that state. The cost is sampling with
+replacement: an epoch is not a pass over every token once.
+"""
+
+from plmkit.objectives.mlm import (
+    MaskingSpec,
+    PretrainBatches,
+    collate,
+    evaluate_pretraining,
+    mask_tokens,
+    pretrain_loss,
+)
+from plmkit.objectives.span import (
+    SpanCorruptionBatches,
+    corrupt_spans,
+    span_corruption_lengths,
+    span_corruption_loss,
+    span_counts,
+    span_noise_mask,
+)
+from plmkit.objectives.stream import CausalLMBatches, PackedStream, causal_lm_loss, evaluate_lm
+
+__all__ = [
+    "CausalLMBatches",
+    "MaskingSpec",
+    "PackedStream",
+    "PretrainBatches",
+    "SpanCorruptionBatches",
+    "causal_lm_loss",
+    "collate",
+    "corrupt_spans",
+    "evaluate_lm",
+    "evaluate_pretraining",
+    "mask_tokens",
+    "pretrain_loss",
+    "span_corruption_lengths",
+    "span_corruption_loss",
+    "span_counts",
+    "span_noise_mask",
+]

@@ -1,0 +1,294 @@
+"""Semantic matching: sentence embeddings, contrastive fine-tuning on pairs, similarity and retrieval.
+
+Where it sits: a stage reads sentence pairs with tasks/tables.py `read_table` (AFQMC/LCQMC:
+label 1 = same meaning; STS-B: a 0-5 score), keeps the positives with `positive_pairs`,
+tokenizes them once with `encode_text_pairs`, and hands `PairBatches` and
+`contrastive_loss(...)` to the one trainer. `embed_texts` turns texts into unit vectors;
+`cosine_similarity` scores pairs (STS-B: `sts_metrics`, Spearman as GLUE reports it) and
+`top_k` retrieves from a corpus (`recall_at_k`). An embedder is any `nn.Module` called as
+`model(input_ids, attention_mask, token_type_ids)` that returns (B, H), such as
+models/heads.py `SentenceEmbedder`.
+
+Key choices and their cost:
+- Contrastive learning with in-batch negatives (the InfoNCE / "multiple negatives ranking"
+  loss): for each pair (a, b) in a batch, every other b is a negative. It needs positive pairs
+  only, but its negatives are random, so larger batches help, and a batch holding the same
+  sentence twice would make that sentence its own negative: such duplicates are masked out
+  of the loss (found by exact text at encoding time).
+- Both sides of every pair go through the encoder as one batch of 2B rows (one forward, the
+  same weights), padded to the longest of the two sides.
+- Embeddings are L2-normalised, so cosine similarity is a dot product and `top_k` is a chunked
+  matrix product: exact, but linear in the corpus (no approximate index; fine up to ~10^6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer
+from torch import nn
+
+from plmkit.runtime import UserError
+from plmkit.tasks.metrics import regression_metrics
+from plmkit.tasks.sampling import EpochSampler
+from plmkit.tasks.tables import Example
+
+MIN_MAX_LENGTH = 3  # [CLS] token [SEP]
+
+
+def positive_pairs(
+    examples: Sequence[Example], min_score: float | None = None
+) -> list[tuple[str, str]]:
+    """(text, text_pair) of the positive rows: label "1", or score ≥ `min_score` when given."""
+    pairs = []
+    for ex in examples:
+        if ex.text_pair is None:
+            raise UserError(
+                f"{ex.source}:{ex.line}: matching needs a sentence pair (set text_pair_column)"
+            )
+        if ex.label is None:
+            raise UserError(f"{ex.source}:{ex.line}: no label")
+        if min_score is None:
+            positive = str(ex.label).strip() == "1"
+        else:
+            positive = float(ex.label) >= min_score
+        if positive:
+            pairs.append((ex.text, ex.text_pair))
+    if not pairs:
+        source = examples[0].source if examples else "the training file"
+        raise UserError(f"{source}: no positive pairs to train on")
+    return pairs
+
+
+# ----------------------------------------------------------------------------- tokenizing
+
+
+def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_length: int) -> list[np.ndarray]:
+    """[CLS] text [SEP] ids of every text, truncated to max_length."""
+    if max_length < MIN_MAX_LENGTH:
+        raise UserError(f"max_length={max_length}: use at least {MIN_MAX_LENGTH}")
+    if tokenizer.post_processor is None:
+        raise UserError("the tokenizer has no post-processor to add [CLS] and [SEP]")
+    work = Tokenizer.from_str(tokenizer.to_str())  # a copy: the caller's settings stay as they are
+    work.no_padding()
+    work.enable_truncation(max_length)
+    return [np.asarray(enc.ids, dtype=np.int64) for enc in work.encode_batch(list(texts))]
+
+
+def _pad_id(tokenizer: Tokenizer) -> int:
+    pad = tokenizer.token_to_id("[PAD]")
+    return 0 if pad is None else pad
+
+
+@dataclass
+class TextPairs:
+    """Tokenized positive pairs, unpadded, with ids of identical texts (for masking duplicates)."""
+
+    a: list[np.ndarray]
+    b: list[np.ndarray]
+    a_group: np.ndarray  # (N,) equal numbers = identical a texts
+    b_group: np.ndarray  # (N,)
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+
+def encode_text_pairs(
+    tokenizer: Tokenizer, pairs: Sequence[tuple[str, str]], max_length: int
+) -> TextPairs:
+    """Tokenize both sides of every pair (each its own [CLS] … [SEP] sequence)."""
+
+    def groups(texts: list[str]) -> np.ndarray:
+        ids: dict[str, int] = {}
+        return np.asarray([ids.setdefault(t, len(ids)) for t in texts], dtype=np.int64)
+
+    a_texts, b_texts = [a for a, _ in pairs], [b for _, b in pairs]
+    return TextPairs(
+        encode_texts(tokenizer, a_texts, max_length),
+        encode_texts(tokenizer, b_texts, max_length),
+        groups(a_texts),
+        groups(b_texts),
+        _pad_id(tokenizer),
+    )
+
+
+def _pad(rows: Sequence[np.ndarray], pad_id: int) -> dict[str, torch.Tensor]:
+    longest = max(len(r) for r in rows)
+    ids = np.full((len(rows), longest), pad_id, dtype=np.int64)  # (N, T)
+    mask = np.zeros((len(rows), longest), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)], mask[i, : len(row)] = row, 1
+    ids_t = torch.from_numpy(ids)
+    return {
+        "input_ids": ids_t,
+        "attention_mask": torch.from_numpy(mask),
+        "token_type_ids": torch.zeros_like(ids_t),
+    }
+
+
+class PairBatches:
+    """The trainer's BatchSource: B pairs as 2B rows (all a's, then all b's) plus duplicate ids."""
+
+    def __init__(self, pairs: TextPairs, batch_size: int, seed: int, shuffle: bool = True) -> None:
+        if len(pairs) == 0:
+            raise UserError("no positive pairs to train on")
+        if batch_size < 2:
+            raise UserError(f"batch_size={batch_size}: in-batch negatives need at least 2 pairs")
+        self.pairs = pairs
+        self.sampler = EpochSampler(len(pairs), batch_size, seed, shuffle)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches per pass over the pairs."""
+        return self.sampler.steps_per_epoch
+
+    def next_batch(self, progress: float) -> dict[str, torch.Tensor]:
+        """The next batch of the current epoch; `progress` is ignored."""
+        rows = self.sampler.next_indices()
+        batch = _pad(
+            [self.pairs.a[i] for i in rows] + [self.pairs.b[i] for i in rows], self.pairs.pad_id
+        )
+        batch["a_group"] = torch.from_numpy(self.pairs.a_group[rows])
+        batch["b_group"] = torch.from_numpy(self.pairs.b_group[rows])
+        return batch
+
+    def state_dict(self) -> dict:
+        """The sampler's cursor."""
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume from `state_dict()`."""
+        self.sampler.load_state_dict(state)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def contrastive_loss(
+    temperature: float = 0.05, symmetric: bool = True
+) -> Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]:
+    """The trainer's loss: cross-entropy of each a against all b's of the batch (and, when
+    `symmetric`, each b against all a's), cosine similarity / `temperature` as logits."""
+    if temperature <= 0:
+        raise UserError(f"temperature={temperature}: must be > 0")
+
+    def loss_fn(
+        model: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        vectors = model(
+            batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+        )  # (2B, H)
+        a, b = F.normalize(vectors.float(), dim=-1).chunk(2)  # (B, H) each
+        scores = a @ b.T / temperature  # (B, B): row i = a_i against every b
+        target = torch.arange(len(a), device=scores.device)
+        eye = torch.eye(len(a), dtype=torch.bool, device=scores.device)
+        same_b = (batch["b_group"][:, None] == batch["b_group"][None, :]) & ~eye  # duplicate b's
+        same_a = (batch["a_group"][:, None] == batch["a_group"][None, :]) & ~eye
+        loss = F.cross_entropy(scores.masked_fill(same_b, float("-inf")), target)
+        if symmetric:
+            backward = F.cross_entropy(scores.T.masked_fill(same_a, float("-inf")), target)
+            loss = (loss + backward) / 2
+        acc = (scores.masked_fill(same_b, float("-inf")).argmax(dim=1) == target).float().mean()
+        return loss, {"acc": acc.item()}
+
+    return loss_fn
+
+
+# ----------------------------------------------------------------------------- using embeddings
+
+
+def embed_texts(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    texts: Sequence[str],
+    *,
+    max_length: int = 128,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """Unit-length embeddings (N, H) of `texts`, in input order; eval mode, no grad."""
+    device = torch.device(device)
+    rows = encode_texts(tokenizer, texts, max_length)
+    order = np.argsort([-len(r) for r in rows], kind="stable")  # longest first: little padding
+    parts = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                batch = _pad(
+                    [rows[i] for i in order[start : start + batch_size]], _pad_id(tokenizer)
+                )
+                vectors = model(
+                    *(
+                        batch[k].to(device)
+                        for k in ("input_ids", "attention_mask", "token_type_ids")
+                    )
+                )
+                parts.append(F.normalize(vectors.float(), dim=-1).cpu().numpy())  # (B, H)
+    finally:
+        model.train(was_training)
+    if not parts:
+        return np.zeros((0, 0), dtype=np.float32)
+    out = np.empty_like(np.concatenate(parts))
+    out[order] = np.concatenate(parts)
+    return out
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of a (N, H) and b (N, H) → (N,)."""
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return np.sum(a * b, axis=1)
+
+
+def top_k(
+    queries: np.ndarray, corpus: np.ndarray, k: int, chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k corpus rows most similar to each query (unit vectors): scores and indices (Q, k),
+    best first; ties go to the lower index."""
+    k = min(k, len(corpus))
+    scores = np.empty((len(queries), k), dtype=np.float32)
+    indices = np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), chunk):
+        sims = queries[start : start + chunk] @ corpus.T  # (q, N)
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        indices[start : start + chunk] = order
+        scores[start : start + chunk] = np.take_along_axis(sims, order, axis=1)
+    return scores, indices
+
+
+def sts_metrics(predicted: np.ndarray, gold: np.ndarray) -> dict[str, float]:
+    """Spearman and Pearson correlation of predicted similarities with gold scores (STS-B)."""
+    out = regression_metrics(np.asarray(predicted), np.asarray(gold))
+    return {"spearman": out["spearman"], "pearson": out["pearson"]}
+
+
+def retrieval_set(pairs: Sequence[tuple[str, str]]) -> tuple[list[str], list[str], list[set[int]]]:
+    """Queries (distinct a's), a corpus (distinct b's) and, per query, the corpus ids it pairs with."""
+    queries: dict[str, set[int]] = {}
+    corpus: dict[str, int] = {}
+    for a, b in pairs:
+        queries.setdefault(a, set()).add(corpus.setdefault(b, len(corpus)))
+    return list(queries), list(corpus), list(queries.values())
+
+
+def recall_at_k(
+    ranked: np.ndarray, relevant: Sequence[set[int]], ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, float]:
+    """Mean over queries of the share of their relevant items in the top k, as recall@k."""
+    if len(ranked) != len(relevant) or not relevant:
+        raise ValueError(f"{len(ranked)} rankings for {len(relevant)} queries")
+    out = {}
+    for k in ks:
+        hits = [
+            len(rel & set(row[:k].tolist())) / len(rel)
+            for row, rel in zip(ranked, relevant, strict=True)
+        ]
+        out[f"recall@{k}"] = float(np.mean(hits))
+    return out

@@ -1,0 +1,189 @@
+"""Tagged sentences for token classification: CoNLL-style column files and JSONL → `TaggedSentence`s.
+
+Where it sits: `read_tagged` is what tasks/tokens.py encodes; every error names file:line before
+any tokenizing, as tasks/tables.py does for labelled rows (and with its UTF-8 reader).
+
+Column files hold one word per line, blank lines between sentences and optional `-DOCSTART-`
+lines between documents; the word and tag columns are configurable (CoNLL-2003: word first,
+tag last; MSRA: character and tag). Columns are split on ASCII spaces and tabs only, so a word
+that is itself a full-width space (U+3000, common in Chinese text) survives. JSONL rows are
+{"tokens": [...], "tags": [...]}.
+
+Key choice: a sentence keeps its words, not a source text, and its text is the words joined by
+one separator: a space, or nothing when every word of the file is a single character (a
+character-level file such as Chinese NER). Entity character offsets refer to that text. The
+cost: the original spacing of a tokenized English file (e.g. "U.S ." vs "U.S.") is not known
+and is not recovered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from plmkit.runtime import UserError
+from plmkit.tasks.tables import _read_utf8
+from plmkit.tasks.tags import check_scheme, check_tag
+
+DOCSTART = "-DOCSTART-"
+_COLUMNS = re.compile(r"[ \t]+")
+FORMATS = ("auto", "columns", "jsonl")
+
+
+@dataclass(frozen=True)
+class TaggedSentence:
+    """One sentence: its words, their tags (None when unlabelled), and where it came from."""
+
+    words: tuple[str, ...]
+    tags: tuple[str, ...] | None
+    line: int  # 1-based line of the first word (column files) or of the JSON row
+    source: str = ""
+    separator: str = " "  # how the words join into `text`
+    one_word_per_line: bool = True  # column files: word i is on line `line + i`
+
+    def where(self, word: int) -> str:
+        """FILE:LINE of word number `word` (0-based), for error messages."""
+        if self.one_word_per_line:
+            return f"{self.source}:{self.line + word}"
+        return f"{self.source}:{self.line}: word {word + 1}"
+
+    @property
+    def text(self) -> str:
+        """The words joined by the separator: the text entity offsets refer to."""
+        return self.separator.join(self.words)
+
+    def word_offsets(self) -> list[tuple[int, int]]:
+        """[start, end) of each word in `text`."""
+        offsets, position = [], 0
+        for word in self.words:
+            offsets.append((position, position + len(word)))
+            position += len(word) + len(self.separator)
+        return offsets
+
+
+def read_tagged(
+    path: str | Path,
+    *,
+    scheme: str = "bio",
+    token_column: int = 0,
+    tag_column: int = -1,
+    file_format: str = "auto",
+    need_tags: bool = True,
+    limit: int = 0,
+) -> list[TaggedSentence]:
+    """Sentences of a column file or JSONL file, tags checked against `scheme`."""
+    check_scheme(scheme)
+    if file_format not in FORMATS:
+        raise UserError(f"tagged file format '{file_format}': use one of {', '.join(FORMATS)}")
+    path = Path(path)
+    text = _read_utf8(path)
+    if not text.strip():
+        raise UserError(f"{path}: the file is empty")
+    jsonl = file_format == "jsonl" or (
+        file_format == "auto" and path.suffix.lower() in (".jsonl", ".json")
+    )
+    if jsonl:
+        rows = _jsonl_rows(path, text, need_tags)
+    else:
+        rows = _column_rows(path, text, token_column, tag_column, need_tags)
+    sentences: list[tuple[list[str], list[str] | None, int]] = []
+    for words, tags, line in rows:
+        for offset, tag in enumerate(tags or ()):
+            where = f"{path}:{line}: tag {offset + 1}" if jsonl else f"{path}:{line + offset}"
+            check_tag(tag, scheme, where)
+        sentences.append((words, tags, line))
+        if limit and len(sentences) >= limit:
+            break
+    if not sentences:
+        raise UserError(f"{path}: no sentences (only blank or {DOCSTART} lines)")
+    single = all(len(word) == 1 for words, _, _ in sentences for word in words)
+    separator = "" if single else " "
+    return [
+        TaggedSentence(
+            tuple(words),
+            None if tags is None else tuple(tags),
+            line,
+            str(path),
+            separator,
+            not jsonl,
+        )
+        for words, tags, line in sentences
+    ]
+
+
+def _column_rows(path: Path, text: str, token_column: int, tag_column: int, need_tags: bool):
+    """(words, tags or None, first line) per sentence of a column file."""
+    words: list[str] = []
+    tags: list[str] = []
+    start, width = 0, 0
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.rstrip("\r").strip(" \t")
+        fields = _COLUMNS.split(line) if line else []
+        if not fields or fields[0] == DOCSTART:
+            if words:
+                yield words, tags if tags else None, start
+            words, tags = [], []
+            continue
+        if width == 0:
+            width = len(fields)
+            _check_columns(path, number, width, token_column, tag_column, need_tags)
+        if len(fields) != width:
+            raise UserError(
+                f"{path}:{number}: expected {width} columns (as on the file's first word line), "
+                f"found {len(fields)}"
+            )
+        if not words:
+            start = number
+        words.append(fields[token_column])
+        if width > 1:
+            tags.append(fields[tag_column])
+    if words:
+        yield words, tags if tags else None, start
+
+
+def _check_columns(
+    path: Path, line: int, width: int, token_column: int, tag_column: int, need_tags: bool
+) -> None:
+    if not -width <= token_column < width:
+        raise UserError(
+            f"{path}:{line}: token column {token_column}, but lines have {width} columns"
+        )
+    if width == 1 and need_tags:
+        raise UserError(f"{path}:{line}: one column only (words, no tags), but tags are needed")
+    if width > 1 and not -width <= tag_column < width:
+        raise UserError(f"{path}:{line}: tag column {tag_column}, but lines have {width} columns")
+    if width > 1 and token_column % width == tag_column % width:
+        raise UserError(f"{path}:{line}: the token and tag columns are the same column")
+
+
+def _jsonl_rows(path: Path, text: str, need_tags: bool):
+    """(words, tags or None, line) per non-blank line of {"tokens": [...], "tags": [...]}."""
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise UserError(
+                f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})"
+            ) from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path}:{number}: expected a JSON object with 'tokens' and 'tags'")
+        words = _string_list(path, number, record, "tokens")
+        if not words:
+            raise UserError(f"{path}:{number}: 'tokens' is empty")
+        tags = _string_list(path, number, record, "tags") if "tags" in record else None
+        if tags is None and need_tags:
+            raise UserError(f"{path}:{number}: no 'tags' (tags are needed)")
+        if tags is not None and len(tags) != len(words):
+            raise UserError(f"{path}:{number}: {len(words)} tokens but {len(tags)} tags")
+        yield words, tags, number
+
+
+def _string_list(path: Path, line: int, record: dict, key: str) -> list[str]:
+    value = record.get(key)
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise UserError(f"{path}:{line}: '{key}' must be a list of non-empty strings")
+    return value
