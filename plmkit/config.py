@@ -242,6 +242,7 @@ class FinetuneConfig:
     labels: list[str] | None = None  # label set; default: sorted labels seen in train_file
     max_length: int = 128  # tokens per input (seq2seq: per source)
     max_target_length: int = 128  # seq2seq: tokens per target, eos included
+    dropout: float | None = None  # fine-tuning dropout (hidden and attention); None = the model's own
     pooling: str = "cls"  # cls (pooler, Hugging Face compatible) | mean
     epochs: float = 3.0  # sets train.max_steps when train.max_steps is 0
     limit_train: int = 0  # use only the first N training rows (0 = all)
@@ -308,9 +309,9 @@ def _demo_tokenizer() -> TokenizerStageConfig:
 def _demo_pretrain() -> PretrainConfig:
     return PretrainConfig(
         model=ModelConfig(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=512,
-                          max_position=128),
+                          max_position=128, dropout=0.0, attention_dropout=0.0),
         objective=ObjectiveConfig(seq_len=128, short_seq_len=32, short_seq_fraction=0.6),
-        train=TrainConfig(lr=2e-3, batch_size=64, max_steps=1_000_000, max_time_s=420.0,
+        train=TrainConfig(lr=2e-3, batch_size=64, max_steps=1_000_000, max_time_s=480.0,
                           warmup_fraction=0.05, save_every=1000, log_every=20),
     )
 
@@ -319,6 +320,7 @@ def _demo_finetune() -> FinetuneConfig:
     return FinetuneConfig(
         max_length=128,
         pooling="mean",
+        dropout=0.1,
         epochs=4.0,
         train=TrainConfig(lr=3e-4, batch_size=32, max_steps=0, warmup_fraction=0.1),
     )

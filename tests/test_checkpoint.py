@@ -294,3 +294,29 @@ def test_missing_pieces_are_user_errors(tmp_path) -> None:
     (tmp_path / "m" / "model.safetensors").unlink()
     with pytest.raises(UserError, match="model.safetensors"):
         read_checkpoint(tmp_path / "m")
+
+
+@torch.no_grad()
+def test_token_classifier_and_qa_exports_match_transformers(tmp_path, batch, caplog) -> None:
+    from plmkit.models.heads import SpanExtractor, TokenClassifier
+
+    tagger = _ours(TokenClassifier, num_labels=3)
+    save_model(tagger, CFG, tmp_path / "ner", "BertForTokenClassification", extra_config=LABELS)
+    hf = _hf_load("BertForTokenClassification", tmp_path / "ner", caplog)
+    _close(tagger(**batch), hf(**batch).logits, "token logits", batch["attention_mask"])
+    reader = _ours(SpanExtractor)
+    save_model(reader, CFG, tmp_path / "qa", "BertForQuestionAnswering")
+    hf = _hf_load("BertForQuestionAnswering", tmp_path / "qa", caplog)
+    ours, theirs = reader(**batch), hf(**batch)
+    _close(ours.start, theirs.start_logits, "start logits", batch["attention_mask"])
+    _close(ours.end, theirs.end_logits, "end logits", batch["attention_mask"])
+    # a reload needs only what the architecture holds (no pooler), and takes no foreign head
+    again = TokenClassifier(CFG, num_labels=3)
+    left = load_into(again, read_checkpoint(tmp_path / "ner"), require_heads=True,
+                     architecture="BertForTokenClassification")
+    assert left == ["encoder.pooler.weight", "encoder.pooler.bias"]
+    save_model(_ours(SequenceClassifier, num_labels=3), CFG, tmp_path / "cls",
+               "BertForSequenceClassification", extra_config=LABELS)
+    fresh = TokenClassifier(CFG, num_labels=3)
+    left = load_into(fresh, read_checkpoint(tmp_path / "cls"), architecture="BertForTokenClassification")
+    assert "classifier.weight" in left, "a sentence classifier's head must not load into a tagger"

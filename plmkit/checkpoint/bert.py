@@ -53,7 +53,8 @@ BERT_ROWS = (
     Row("mlm", "mlm.norm", "cls.predictions.transform.LayerNorm", _WB),
     Row("mlm", "mlm", "cls.predictions", ("bias",)),
     Row("nsp", "nsp", "cls.seq_relationship", _WB),
-    Row("classifier", "classifier", "classifier", _WB),
+    Row("classifier", "classifier", "classifier", _WB),  # per sequence or per token
+    Row("qa", "qa_outputs", "qa_outputs", _WB),  # start and end logits of extractive QA
 )
 
 # (our ModelConfig field, BertConfig field, BertConfig's default when a file leaves it out)
@@ -71,6 +72,7 @@ _BERT_FIELDS: tuple[tuple[str, str, Any], ...] = (
     ("pad_token_id", "pad_token_id", 0),
     ("initializer_range", "initializer_range", 0.02),
 )
+CLASSIFIER_FILES = ("BertForSequenceClassification", "BertForTokenClassification")
 _DECODER_WEIGHT = "cls.predictions.decoder.weight"
 _DECODER_BIAS = "cls.predictions.decoder.bias"
 
@@ -104,7 +106,7 @@ def _bert_from_hf(data: dict, source: str) -> ModelConfig:
 def _bert_fixup(tensors: dict, weights: dict, hf_config: dict, prefix: str, source: Path) -> None:
     """Classifier only from classifier files; legacy decoder bias; the decoder must be tied."""
     architectures = hf_config.get("architectures") or ["BertForSequenceClassification"]
-    if "BertForSequenceClassification" not in architectures:
+    if not any(a in architectures for a in CLASSIFIER_FILES):
         for key in [k for k in weights if k.startswith("classifier.")]:
             del weights[key]
     if "mlm.dense.weight" in weights and "mlm.bias" not in weights and _DECODER_BIAS in tensors:
@@ -124,6 +126,8 @@ BERT = Family(
         "BertForMaskedLM": ("bert.", ("body", "mlm")),
         "BertModel": ("", ("body", "pooler")),
         "BertForSequenceClassification": ("bert.", ("body", "pooler", "classifier")),
+        "BertForTokenClassification": ("bert.", ("body", "classifier")),
+        "BertForQuestionAnswering": ("bert.", ("body", "qa")),
     },
     to_hf=_bert_to_hf,
     from_hf=_bert_from_hf,

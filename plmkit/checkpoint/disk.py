@@ -124,7 +124,7 @@ def save_model(
     hf_config = config_to_hf(cfg, architecture)
     tensors = _hf_tensors(model, cfg, architecture)
     extra = extra_config or {}
-    if architecture.endswith("ForSequenceClassification"):
+    if architecture.endswith(("ForSequenceClassification", "ForTokenClassification")):
         extra = _labels_config(model, extra)
     hf_config.update(extra)
     with atomic_dir(out_dir) as tmp:
@@ -256,20 +256,41 @@ def _modern_name(name: str) -> str:
     )
 
 
-def _body_names(family: Family, cfg: ModelConfig) -> set[str]:
-    return {ours for row, ours, _ in _expand(family, cfg, "") if row.part == "body"}
+def _part_names(family: Family, cfg: ModelConfig, parts: tuple[str, ...]) -> set[str]:
+    """Our names of every tensor in `parts` of the family's map."""
+    return {ours for row, ours, _ in _expand(family, cfg, "") if row.part in parts}
 
 
-def load_into(model: nn.Module, ckpt: Checkpoint, *, require_heads: bool = False) -> list[str]:
-    """Copy the checkpoint's weights into `model`; return the names of parameters left at init."""
+def load_into(
+    model: nn.Module,
+    ckpt: Checkpoint,
+    *,
+    require_heads: bool = False,
+    architecture: str | None = None,
+) -> list[str]:
+    """Copy the checkpoint's weights into `model`; return the names of parameters left at init.
+
+    require_heads: every weight must be found (a reload of a finished model), not just the
+    body's; with `architecture`, every weight that architecture holds. architecture: what
+    `model` is being built as; when the file is another architecture, its task heads are not
+    taken (a sentence classifier's `classifier` must not become a token classifier's, though
+    the shapes may agree).
+    """
     family = FAMILIES[ckpt.cfg.family]
     prefix = family.bare[1] if family.bare and isinstance(model, family.bare[0]) else ""
-    body = _body_names(family, ckpt.cfg)
+    body = _part_names(family, ckpt.cfg, ("body",))
+    file_architecture = (ckpt.hf_config.get("architectures") or [None])[0]
+    wanted = _part_names(family, ckpt.cfg, family_of(architecture).architectures[architecture][1]) \
+        if architecture else None
+    shared = _part_names(family, ckpt.cfg, ("body", "pooler", "decoder"))
+    foreign = architecture is not None and file_architecture not in (None, architecture)
     left = []
     with torch.no_grad():
         for name, param in model.named_parameters():  # a tied weight is listed once
             key = prefix + name
             value = ckpt.weights.get(key)
+            if foreign and key not in shared:
+                value = None  # another task's head
             if value is not None and value.shape != param.shape:
                 if key in body or require_heads:
                     raise UserError(
@@ -280,7 +301,8 @@ def load_into(model: nn.Module, ckpt: Checkpoint, *, require_heads: bool = False
                 left.append(name)
                 continue
             param.copy_(value)
-    required = [name for name in left if prefix + name in body or require_heads]
-    if required:
-        raise UserError(f"{ckpt.path}: no weights for {', '.join(required[:3])}")
+    needed = [n for n in left if prefix + n in body
+              or (require_heads and (wanted is None or prefix + n in wanted))]
+    if needed:
+        raise UserError(f"{ckpt.path}: no weights for {', '.join(needed[:3])}")
     return left

@@ -68,6 +68,8 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     checkpoint = read_checkpoint(init_dir) if init_dir else None
     model_cfg = checkpoint.cfg if checkpoint else dataclasses.replace(
         cfg.model, vocab_size=tokenizer.get_vocab_size(), pad_token_id=special_ids(tokenizer).pad)
+    if cfg.dropout is not None:  # e.g. pretrained without dropout, fine-tuned with it
+        model_cfg = dataclasses.replace(model_cfg, dropout=cfg.dropout, attention_dropout=cfg.dropout)
     check_model_config(model_cfg)
     _check_sizes(cfg, model_cfg, tokenizer.get_vocab_size())
     seed_everything(cfg.train.seed)

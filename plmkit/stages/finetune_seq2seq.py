@@ -71,6 +71,8 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     if model_cfg.family != "t5":
         raise UserError(f"finetune: task seq2seq needs an encoder-decoder (family t5); "
                         f"{cfg.init or 'model'} is family '{model_cfg.family}'")
+    if cfg.dropout is not None:  # e.g. pretrained without dropout, fine-tuned with it
+        model_cfg = dataclasses.replace(model_cfg, dropout=cfg.dropout, attention_dropout=cfg.dropout)
     check_model_config(model_cfg)
     if tokenizer.get_vocab_size() > model_cfg.vocab_size:
         raise UserError(f"finetune: the tokenizer has {tokenizer.get_vocab_size()} tokens but the "

@@ -33,6 +33,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from plmkit.runtime import UserError
+from plmkit.tasks.classification import INPUT_KEYS
 from plmkit.tasks.metrics import regression_metrics
 from plmkit.tasks.sampling import EpochSampler
 from plmkit.tasks.tables import Example
@@ -118,6 +119,7 @@ def encode_text_pairs(
 
 
 def _pad(rows: Sequence[np.ndarray], pad_id: int) -> dict[str, torch.Tensor]:
+    """Model inputs for `rows`, padded to the longest (one segment: type ids all 0)."""
     longest = max(len(r) for r in rows)
     ids = np.full((len(rows), longest), pad_id, dtype=np.int64)  # (N, T)
     mask = np.zeros((len(rows), longest), dtype=np.int64)
@@ -180,21 +182,19 @@ def contrastive_loss(
     def loss_fn(
         model: nn.Module, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        vectors = model(
-            batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
-        )  # (2B, H)
+        vectors = model(*(batch[key] for key in INPUT_KEYS))  # (2B, H): a's, then b's
         a, b = F.normalize(vectors.float(), dim=-1).chunk(2)  # (B, H) each
         scores = a @ b.T / temperature  # (B, B): row i = a_i against every b
         target = torch.arange(len(a), device=scores.device)
         eye = torch.eye(len(a), dtype=torch.bool, device=scores.device)
         same_b = (batch["b_group"][:, None] == batch["b_group"][None, :]) & ~eye  # duplicate b's
         same_a = (batch["a_group"][:, None] == batch["a_group"][None, :]) & ~eye
-        loss = F.cross_entropy(scores.masked_fill(same_b, float("-inf")), target)
+        forward = scores.masked_fill(same_b, float("-inf"))
+        loss = F.cross_entropy(forward, target)
         if symmetric:
             backward = F.cross_entropy(scores.T.masked_fill(same_a, float("-inf")), target)
             loss = (loss + backward) / 2
-        acc = (scores.masked_fill(same_b, float("-inf")).argmax(dim=1) == target).float().mean()
-        return loss, {"acc": acc.item()}
+        return loss, {"acc": (forward.argmax(dim=1) == target).float().mean().item()}
 
     return loss_fn
 
@@ -213,7 +213,7 @@ def embed_texts(
 ) -> np.ndarray:
     """Unit-length embeddings (N, H) of `texts`, in input order; eval mode, no grad."""
     device = torch.device(device)
-    rows = encode_texts(tokenizer, texts, max_length)
+    rows, pad_id = encode_texts(tokenizer, texts, max_length), _pad_id(tokenizer)
     order = np.argsort([-len(r) for r in rows], kind="stable")  # longest first: little padding
     parts = []
     was_training = model.training
@@ -221,15 +221,8 @@ def embed_texts(
     try:
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
-                batch = _pad(
-                    [rows[i] for i in order[start : start + batch_size]], _pad_id(tokenizer)
-                )
-                vectors = model(
-                    *(
-                        batch[k].to(device)
-                        for k in ("input_ids", "attention_mask", "token_type_ids")
-                    )
-                )
+                batch = _pad([rows[i] for i in order[start : start + batch_size]], pad_id)
+                vectors = model(*(batch[key].to(device) for key in INPUT_KEYS))  # (B, H)
                 parts.append(F.normalize(vectors.float(), dim=-1).cpu().numpy())  # (B, H)
     finally:
         model.train(was_training)

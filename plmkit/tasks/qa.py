@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 from torch import nn
 
 from plmkit.runtime import UserError
@@ -76,13 +76,16 @@ def encode_qa(
             f"max_length={max_length} leaves no room for context windows that advance: it must "
             f"exceed max_question_length ({max_question_length}) + stride ({stride}) + 3 specials"
         )
+    if tokenizer.post_processor is None:
+        raise UserError("the tokenizer has no post-processor to add [CLS] and [SEP]")
     pad_id = tokenizer.token_to_id("[PAD]")
     work = Tokenizer.from_str(tokenizer.to_str())  # a copy: the caller's settings stay as they are
     work.no_padding()
+    work.no_truncation()
+    questions = _short_questions(work, [ex.question for ex in examples], max_question_length)
     work.enable_truncation(max_length, stride=stride, strategy="only_second")
     out = QAFeatures([], [], [], np.zeros(0, np.int64), None, None, 0 if pad_id is None else pad_id)
     owners, starts, ends = [], [], []
-    questions = _short_questions(tokenizer, [ex.question for ex in examples], max_question_length)
     encodings = work.encode_batch(
         list(zip(questions, [ex.context for ex in examples], strict=True))
     )
@@ -115,7 +118,7 @@ def _short_questions(tokenizer: Tokenizer, questions: list[str], limit: int) -> 
     ]
 
 
-def _context_char_spans(enc) -> np.ndarray:
+def _context_char_spans(enc: Encoding) -> np.ndarray:
     """(T, 2) character span in the context of every context token; NO_CHAR elsewhere."""
     spans = np.full((len(enc.ids), 2), NO_CHAR, dtype=np.int64)
     for t, (sequence, offsets) in enumerate(zip(enc.sequence_ids, enc.offsets, strict=True)):
@@ -142,7 +145,7 @@ def _token_target(spans: np.ndarray, target: tuple[int, int]) -> tuple[int, int]
         return 0, 0
     start = context[spans[context, 1] > char_start][0]  # first token ending after the start
     end = context[spans[context, 0] < char_end][-1]  # last token beginning before the end
-    return int(start), int(end)
+    return (int(start), int(end)) if start <= end else (0, 0)  # (an all-whitespace answer)
 
 
 # ----------------------------------------------------------------------------- training
@@ -157,11 +160,9 @@ def _collate(
     mask = np.zeros((len(rows), longest), dtype=np.int64)
     for row, i in enumerate(rows):
         n = len(features.input_ids[i])
-        input_ids[row, :n], type_ids[row, :n], mask[row, :n] = (
-            features.input_ids[i],
-            features.token_type_ids[i],
-            1,
-        )
+        input_ids[row, :n] = features.input_ids[i]
+        type_ids[row, :n] = features.token_type_ids[i]
+        mask[row, :n] = 1
     batch = {
         "input_ids": torch.from_numpy(input_ids),
         "attention_mask": torch.from_numpy(mask),
@@ -207,9 +208,7 @@ def span_loss(
     model: nn.Module, batch: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Mean of the start and end cross-entropies, with the share of windows where both are right."""
-    start, end = model(
-        batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
-    )  # (B, T) each
+    start, end = model(*(batch[key] for key in INPUT_KEYS))  # (B, T) each
     padding = batch["attention_mask"] == 0
     start = start.float().masked_fill(padding, float("-inf"))
     end = end.float().masked_fill(padding, float("-inf"))
@@ -286,9 +285,8 @@ def best_spans(
     scores = start_logits[positions][:, None] + end_logits[positions][None, :]  # (C, C)
     first, last = np.indices(scores.shape)  # (C, C) each: indices into positions
     valid = (last >= first) & (last - first < max_answer_length)
-    valid &= (
-        positions[last] - positions[first] == last - first
-    )  # no gap: never crosses the question
+    # Every token between first and last must be context too: a span never crosses the question.
+    valid &= positions[last] - positions[first] == last - first
     flat = np.where(valid, scores, -np.inf).reshape(-1)
     count = min(n_best, int(valid.sum()))
     if count == 0:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from plmkit.runtime import UserError
-from plmkit.tasks.tables import _read_utf8
+from plmkit.tasks.tables import read_utf8
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def read_qa(
 ) -> tuple[list[QAExample], QAReadReport]:
     """Questions of a SQuAD-format or CMRC-2018-format JSON file, and a report of its answers."""
     path = Path(path)
-    text = _read_utf8(path)
+    text = read_utf8(path)
     if not text.strip():
         raise UserError(f"{path}: the file is empty")
     try:
@@ -165,7 +165,9 @@ def _example(
         raise UserError(f"{path}: {where}: no question id ('id' or 'query_id')")
     qid = str(qid)
     if not isinstance(question, str):
-        raise UserError(f"{path}: {where} (id {qid}): no question text ('question' or 'query_text')")
+        raise UserError(
+            f"{path}: {where} (id {qid}): no question text ('question' or 'query_text')"
+        )
     if not question.strip():
         report.questions += 1
         report.empty_questions += 1

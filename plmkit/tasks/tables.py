@@ -51,7 +51,7 @@ def read_table(
     check_task(task)
     path = Path(path)
     fmt = _table_format(path, table.format)
-    text = _read_utf8(path)
+    text = read_utf8(path)
     if not text.strip():
         raise UserError(f"{path}: the file is empty")
     required = [c for c in (table.text_column, table.text_pair_column) if c is not None]
@@ -89,7 +89,7 @@ def _table_format(path: Path, fmt: str) -> str:
     return fmt
 
 
-def _read_utf8(path: Path) -> str:
+def read_utf8(path: Path) -> str:
     if not path.is_file():
         raise UserError(f"{path}: file not found" + (" (it is a folder)" if path.is_dir() else ""))
     data = path.read_bytes()

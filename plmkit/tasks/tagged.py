@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from plmkit.runtime import UserError
-from plmkit.tasks.tables import _read_utf8
-from plmkit.tasks.tags import check_scheme, check_tag
+from plmkit.tasks.tables import read_utf8
+from plmkit.tasks.tags import check_scheme, check_tag, convert_tags
 
 DOCSTART = "-DOCSTART-"
+_Row = tuple[list[str], list[str] | None, int]  # words, tags (None: untagged), first line
 _COLUMNS = re.compile(r"[ \t]+")
 FORMATS = ("auto", "columns", "jsonl")
 
@@ -71,14 +73,16 @@ def read_tagged(
     tag_column: int = -1,
     file_format: str = "auto",
     need_tags: bool = True,
+    separator: str | None = None,
     limit: int = 0,
 ) -> list[TaggedSentence]:
-    """Sentences of a column file or JSONL file, tags checked against `scheme`."""
+    """Sentences of a column file or JSONL file, tags checked against `scheme`; `separator`
+    joins words into text (None: "" when every word of the file is one character, else " ")."""
     check_scheme(scheme)
     if file_format not in FORMATS:
         raise UserError(f"tagged file format '{file_format}': use one of {', '.join(FORMATS)}")
     path = Path(path)
-    text = _read_utf8(path)
+    text = read_utf8(path)
     if not text.strip():
         raise UserError(f"{path}: the file is empty")
     jsonl = file_format == "jsonl" or (
@@ -88,7 +92,7 @@ def read_tagged(
         rows = _jsonl_rows(path, text, need_tags)
     else:
         rows = _column_rows(path, text, token_column, tag_column, need_tags)
-    sentences: list[tuple[list[str], list[str] | None, int]] = []
+    sentences: list[_Row] = []
     for words, tags, line in rows:
         for offset, tag in enumerate(tags or ()):
             where = f"{path}:{line}: tag {offset + 1}" if jsonl else f"{path}:{line + offset}"
@@ -98,8 +102,9 @@ def read_tagged(
             break
     if not sentences:
         raise UserError(f"{path}: no sentences (only blank or {DOCSTART} lines)")
-    single = all(len(word) == 1 for words, _, _ in sentences for word in words)
-    separator = "" if single else " "
+    if separator is None:
+        single = all(len(word) == 1 for words, _, _ in sentences for word in words)
+        separator = "" if single else " "
     return [
         TaggedSentence(
             tuple(words),
@@ -113,7 +118,18 @@ def read_tagged(
     ]
 
 
-def _column_rows(path: Path, text: str, token_column: int, tag_column: int, need_tags: bool):
+def retag(sentences: list[TaggedSentence], scheme: str) -> list[TaggedSentence]:
+    """The same sentences with their entities written in `scheme` (e.g. MSRA's BMES → BIO)."""
+    check_scheme(scheme)
+    return [
+        s if s.tags is None else replace(s, tags=tuple(convert_tags(s.tags, scheme)))
+        for s in sentences
+    ]
+
+
+def _column_rows(
+    path: Path, text: str, token_column: int, tag_column: int, need_tags: bool
+) -> Iterator[_Row]:
     """(words, tags or None, first line) per sentence of a column file."""
     words: list[str] = []
     tags: list[str] = []
@@ -158,7 +174,7 @@ def _check_columns(
         raise UserError(f"{path}:{line}: the token and tag columns are the same column")
 
 
-def _jsonl_rows(path: Path, text: str, need_tags: bool):
+def _jsonl_rows(path: Path, text: str, need_tags: bool) -> Iterator[_Row]:
     """(words, tags or None, line) per non-blank line of {"tokens": [...], "tags": [...]}."""
     for number, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():

@@ -22,6 +22,7 @@ Key choices and their cost:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -44,7 +45,7 @@ from plmkit.tasks.tags import (
     split_tag,
     tags_to_spans,
 )
-from plmkit.text.tokenizer import SpecialIds, special_ids
+from plmkit.text.tokenizer import special_ids
 
 IGNORE = -100  # label of a position with no loss: specials, padding, non-first sub-words
 MIN_MAX_LENGTH = 3  # [CLS] word [SEP]
@@ -131,7 +132,9 @@ def encode_tagged(
         pieces = _word_pieces(enc.ids, enc.word_ids, len(sentence.words))
         out.unaligned += sum(1 for p in pieces if not p)
         for first, last in _windows([len(p) for p in pieces], max_length - 2):
-            ids, word_index = _window(pieces, first, last, max_length - 2, specials)
+            ids, word_index = _window(
+                pieces, first, last, max_length - 2, specials.cls, specials.sep
+            )
             out.input_ids.append(ids)
             out.word_index.append(word_index)
             if tag_ids is not None:
@@ -167,15 +170,15 @@ def _windows(lengths: list[int], budget: int) -> list[tuple[int, int]]:
 
 
 def _window(
-    pieces: list[list[int]], first: int, last: int, budget: int, specials: SpecialIds
+    pieces: list[list[int]], first: int, last: int, budget: int, cls: int, sep: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Token ids [CLS] words first..last-1 [SEP], and the word each first sub-word starts (-1)."""
-    ids, words = [specials.cls], [-1]
+    ids, words = [cls], [-1]
     for w in range(first, last):
         kept = pieces[w][: budget - (len(ids) - 1)]  # only a word longer than `budget` is cut
         ids += kept
         words += [w] + [-1] * (len(kept) - 1) if kept else []
-    ids.append(specials.sep)
+    ids.append(sep)
     words.append(-1)
     return np.asarray(ids, dtype=np.int64), np.asarray(words, dtype=np.int64)
 
@@ -240,9 +243,7 @@ def token_classification_loss(
     model: nn.Module, batch: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy over labelled positions (first sub-words), with their accuracy."""
-    logits = model(
-        batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
-    )  # (B, T, C)
+    logits = model(*(batch[key] for key in INPUT_KEYS))  # (B, T, C)
     labels = batch["labels"]  # (B, T)
     loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
     scored = labels != IGNORE
@@ -316,19 +317,17 @@ def ner_metrics(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) ->
         raise ValueError(f"{len(pred)} predicted sentences for {len(gold)} gold sentences")
     if not gold:
         raise ValueError("no sentences to score")
-    gold_bio = [_bio(tags) for tags in gold]
-    pred_bio = [_bio(tags) for tags in pred]
+    gold_bio = [convert_tags(tags, "bio") for tags in gold]
+    pred_bio = [convert_tags(tags, "bio") for tags in pred]
     # Both sides are well-formed BIO built from spans, so strict IOB2 counts our spans exactly.
-    report = classification_report(
-        gold_bio, pred_bio, mode="strict", scheme=IOB2, output_dict=True, zero_division=0
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no entities at all: NumPy warns, the scores are 0
+        report = classification_report(
+            gold_bio, pred_bio, mode="strict", scheme=IOB2, output_dict=True, zero_division=0
+        )
     micro = report["micro avg"]
     out = {"precision": micro["precision"], "recall": micro["recall"], "f1": micro["f1-score"]}
     for name, row in report.items():
         if " avg" not in name:
             out[f"{name}_f1"] = row["f1-score"]
     return {key: float(value) for key, value in out.items()}
-
-
-def _bio(tags: Sequence[str]) -> list[str]:
-    return convert_tags(tags, "bio")

@@ -20,7 +20,7 @@ from torch import nn
 from plmkit.config import ModelConfig, TokenizerStageConfig
 from plmkit.models.heads import TokenClassifier
 from plmkit.runtime import UserError
-from plmkit.tasks.tagged import TaggedSentence, read_tagged
+from plmkit.tasks.tagged import TaggedSentence, read_tagged, retag
 from plmkit.tasks.tags import tags_to_spans
 from plmkit.tasks.tokens import (
     IGNORE,
@@ -98,6 +98,9 @@ def test_msra_dev_reads_as_character_level_bmes(shared_data) -> None:
     assert all(s.separator == "" for s in dev[:50])
     labels = tag_label_set(dev, "bmes")
     assert labels.names[0] == "O" and len(labels) == 1 + 3 * 4
+    bio = retag(dev, "bio")
+    assert [tags_to_spans(s.tags) for s in bio] == [tags_to_spans(s.tags) for s in dev]
+    assert {t[0] for s in bio for t in s.tags} == {"B", "I", "O"}
     with pytest.raises(UserError, match=r"dev.ner:\d+: tag '[EMS]-N[RST]'.*scheme 'bio'.*'bmes'"):
         read_tagged(shared_data / "msra-ner" / "dev.ner", scheme="bio")
 
@@ -276,3 +279,8 @@ def test_tiny_tagger_loss_goes_down(tokenizer, single_thread) -> None:
     assert losses[-1] < 0.2 * losses[0], losses
     assert metrics["acc"] == 1.0
     assert predict_tags(model, features, labels) == [list(r.tags) for r in rows]
+
+
+def test_ner_metrics_with_no_entities_anywhere_are_zero_and_quiet(recwarn) -> None:
+    assert ner_metrics([["O", "O"]], [["O", "O"]]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    assert not recwarn.list
