@@ -230,6 +230,18 @@ class TableConfig:
 
 
 @dataclasses.dataclass
+class TagConfig:
+    """How a token-classification (NER) file is read: CoNLL-style columns or JSONL {tokens, tags}."""
+
+    scheme: str = "bio"  # the files' tag scheme: bio | bioes | bmes (MSRA)
+    model_scheme: str | None = None  # retag to this scheme before training (e.g. bio); None = as read
+    token_column: int = 0  # column of the word in a column file
+    tag_column: int = -1  # column of the tag (-1 = the last)
+    format: str = "auto"  # auto (from the suffix) | columns | jsonl
+    separator: str | None = None  # joins words into text (None: "" for one-character words, else " ")
+
+
+@dataclasses.dataclass
 class FinetuneConfig:
     """`plmkit finetune`: a task head on a pretrained (or random) encoder."""
 
@@ -238,7 +250,7 @@ class FinetuneConfig:
     train_file: str = ""
     dev_file: str | None = None
     output: str = "runs/finetune"
-    task: str = "classification"  # classification | regression | seq2seq (label column = target text)
+    task: str = "classification"  # classification | regression | ner | seq2seq (label column = target)
     labels: list[str] | None = None  # label set; default: sorted labels seen in train_file
     max_length: int = 128  # tokens per input (seq2seq: per source)
     max_target_length: int = 128  # seq2seq: tokens per target, eos included
@@ -247,6 +259,7 @@ class FinetuneConfig:
     epochs: float = 3.0  # sets train.max_steps when train.max_steps is 0
     limit_train: int = 0  # use only the first N training rows (0 = all)
     table: TableConfig = dataclasses.field(default_factory=TableConfig)
+    tags: TagConfig = dataclasses.field(default_factory=TagConfig)  # task ner
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)  # random init only
     train: TrainConfig = dataclasses.field(
         default_factory=lambda: TrainConfig(lr=1e-4, max_steps=0, warmup_fraction=0.1)

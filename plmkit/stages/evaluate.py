@@ -1,6 +1,6 @@
 """`plmkit evaluate`: a fine-tuned model + a labelled file → metrics and results.md.
 
-Classifiers and regressors are scored on their logits; a seq2seq model decodes every source
+Classifiers and regressors are scored on their logits; taggers on entities (seqeval); a seq2seq model decodes every source
 (with the generation settings it was fine-tuned with) and is scored with BLEU, chrF and ROUGE;
 a GPT-style model is scored by perplexity on raw text (tasks/perplexity.py).
 """
@@ -11,16 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from plmkit.checkpoint import load_into, read_checkpoint, read_hf_config, resolve_model_dir
-from plmkit.config import EvaluateConfig, TableConfig, from_dict
+from plmkit.config import EvaluateConfig, TableConfig, TagConfig, from_dict
 from plmkit.models.decoder import CausalLM
 from plmkit.runtime import UserError, atomic_write_text, pick_device, print0
 from plmkit.serve.generator import Generator
 from plmkit.serve.pipeline import Classifier
+from plmkit.serve.tagger import Tagger
 from plmkit.tasks.classification import encode_examples, evaluate_logits, predict_logits
 from plmkit.tasks.generation import generation_metrics
 from plmkit.tasks.metrics import markdown_table
 from plmkit.tasks.perplexity import perplexity, text_stream
 from plmkit.tasks.tables import read_table
+from plmkit.tasks.tagged import read_tagged_file
+from plmkit.tasks.tokens import ner_metrics
 from plmkit.text.tokenizer import load_tokenizer
 
 
@@ -34,6 +37,8 @@ def run(cfg: EvaluateConfig) -> dict[str, float]:
     elif task == "seq2seq":
         examples, metrics = _score_seq2seq(cfg)
         count = len(examples)
+    elif task == "ner":
+        count, metrics = _score_ner(cfg)
     else:
         examples, metrics = _score_classifier(cfg)
         count = len(examples)
@@ -79,6 +84,15 @@ def _score_classifier(cfg: EvaluateConfig) -> tuple[list, dict[str, float]]:
     encoded = encode_examples(clf.tokenizer, examples, clf.max_length, clf.labels, clf.task)
     logits = predict_logits(clf.model, encoded, cfg.batch_size, clf.device)
     return examples, evaluate_logits(logits, encoded, clf.task, clf.labels)
+
+
+def _score_ner(cfg: EvaluateConfig) -> tuple[int, dict[str, float]]:
+    """Entity-level scores of a token classifier; `examples` counts sentences."""
+    tagger = Tagger.load(cfg.model)
+    info = read_hf_config(cfg.model)["plmkit_task"]
+    tags = from_dict(TagConfig, info.get("tags"), "plmkit_task.tags")
+    sentences = read_tagged_file(cfg.file, tags)
+    return len(sentences), ner_metrics([list(s.tags) for s in sentences], tagger.tag_sentences(sentences))
 
 
 def _score_seq2seq(cfg: EvaluateConfig) -> tuple[list, dict[str, float]]:

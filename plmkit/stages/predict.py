@@ -1,4 +1,5 @@
-"""`plmkit predict`: raw texts → predicted labels with probabilities, as JSON lines."""
+"""`plmkit predict`: raw texts → predicted labels with probabilities (or, for a NER model,
+entities with character offsets), as JSON lines."""
 
 from __future__ import annotations
 
@@ -6,15 +7,19 @@ import json
 import sys
 from pathlib import Path
 
+from plmkit.checkpoint import read_hf_config
 from plmkit.config import PredictConfig
 from plmkit.runtime import UserError, atomic_write_text
 from plmkit.serve.pipeline import Classifier
+from plmkit.serve.tagger import Tagger
 
 
 def run(cfg: PredictConfig) -> list[dict]:
     """Predict `cfg.text` or each line of `cfg.file`; prints or writes JSONL."""
     if not cfg.text and not cfg.file:
         raise UserError("predict: nothing to predict (give text=... or file=...)")
+    if (read_hf_config(cfg.model).get("plmkit_task") or {}).get("task") == "ner":
+        return _predict_entities(cfg)
     clf = Classifier.load(cfg.model)
     texts, pairs = list(cfg.text), None
     if cfg.file:
@@ -24,12 +29,26 @@ def run(cfg: PredictConfig) -> list[dict]:
     results = [{"text": t, **({"text_pair": pairs[i]} if pairs else {}), "label": p.label,
                 "probabilities": p.probabilities}
                for i, (t, p) in enumerate(zip(texts, clf.predict(texts, pairs)))]
+    _write(cfg, results)
+    return results
+
+
+def _predict_entities(cfg: PredictConfig) -> list[dict]:
+    """NER: the entities of each text with character offsets, as JSON lines."""
+    tagger = Tagger.load(cfg.model)
+    texts = read_lines(cfg.file, paired=False)[0] if cfg.file else list(cfg.text)
+    results = [{"text": t, "entities": [e.__dict__ for e in entities]}
+               for t, entities in zip(texts, tagger.predict(texts), strict=True)]
+    _write(cfg, results)
+    return results
+
+
+def _write(cfg: PredictConfig, results: list[dict]) -> None:
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
     if cfg.output:
         atomic_write_text(cfg.output, lines)
     else:
         sys.stdout.write(lines)
-    return results
 
 
 def read_lines(path: str | Path, paired: bool) -> tuple[list[str], list[str] | None]:

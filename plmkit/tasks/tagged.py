@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from plmkit.config import TagConfig
 from plmkit.runtime import UserError
 from plmkit.tasks.tables import read_utf8
 from plmkit.tasks.tags import check_scheme, check_tag, convert_tags
@@ -203,3 +204,12 @@ def _string_list(path: Path, line: int, record: dict, key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise UserError(f"{path}:{line}: '{key}' must be a list of non-empty strings")
     return value
+
+
+def read_tagged_file(path: str | Path, tags: TagConfig, *, need_tags: bool = True,
+                     limit: int = 0) -> list[TaggedSentence]:
+    """Tagged sentences of `path` as `tags` says, in the model's scheme."""
+    sentences = read_tagged(path, scheme=tags.scheme, token_column=tags.token_column,
+                            tag_column=tags.tag_column, file_format=tags.format,
+                            need_tags=need_tags, separator=tags.separator, limit=limit)
+    return retag(sentences, tags.model_scheme) if tags.model_scheme else sentences
