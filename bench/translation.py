@@ -44,10 +44,23 @@ def write_data(work: Path, pairs: int, seed: int) -> dict[str, Path]:
     for split, src, tgt, limit in (("train", en, de, pairs), ("val", lines("val.en"), lines("val.de"), 0),
                                    ("test", lines("test2016.en"), lines("test2016.de"), 0)):
         rows = list(zip(src, tgt))[: limit or None]
-        files[split] = work / f"{split}.tsv"
-        files[split].write_text("source\ttarget\n" + "".join(f"{a}\t{b}\n" for a, b in rows),
-                                encoding="utf-8")
+        files[split] = work / f"{split}.jsonl"  # JSONL: a few Multi30k sentences hold a TAB
+        files[split].write_text("".join(json.dumps({"source": a, "target": b}, ensure_ascii=False)
+                                        + "\n" for a, b in rows), encoding="utf-8")
     return files
+
+
+def pretrain(args: argparse.Namespace, files: dict[str, Path], work: Path, model: list[str]) -> None:
+    """Tokenizer and shards from the monolingual text, then span-corruption pretraining."""
+    line_docs = "corpus.doc_split=line"
+    cli("tokenizer", f"inputs={files['mono']}", f"output={work / 'tok'}", "kind=unigram",
+        f"vocab_size={args.vocab}", line_docs, "lowercase=false")
+    cli("prepare", f"inputs={files['mono']}", f"tokenizer={work / 'tok'}", f"output={work / 'shards'}",
+        "val_fraction=0.01", line_docs)
+    cli("pretrain", f"shards={work / 'shards'}", f"output={work / 'pre'}", "objective.kind=span",
+        *model, "objective.seq_len=64", "train.batch_size=64", "train.lr=3e-3",
+        "train.max_steps=1000000", f"train.max_time_s={args.pretrain_s}", "train.warmup_fraction=0.05",
+        "train.log_every=50", f"train.seed={args.seed}")
 
 
 def main() -> None:
@@ -60,26 +73,20 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reuse-pretrained", action="store_true",
+                        help="keep WORK/pre from an earlier run with the same settings")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     files = write_data(work, args.pairs, args.seed)
-    line_docs = "corpus.doc_split=line"
     model = [f"model.hidden_size={args.hidden}", f"model.num_layers={args.layers}",
              "model.num_heads=4", f"model.head_dim={args.hidden // 4}",
              f"model.intermediate_size={4 * args.hidden}", "model.layer_norm_eps=1e-6",
              "model.dropout=0.1", "model.attention_dropout=0.0"]
-    timings = {}
-    started = time.perf_counter()
-    cli("tokenizer", f"inputs={files['mono']}", f"output={work / 'tok'}", "kind=unigram",
-        f"vocab_size={args.vocab}", line_docs, "lowercase=false")
-    cli("prepare", f"inputs={files['mono']}", f"tokenizer={work / 'tok'}", f"output={work / 'shards'}",
-        "val_fraction=0.01", line_docs)
-    timings["data_s"] = time.perf_counter() - started
-    cli("pretrain", f"shards={work / 'shards'}", f"output={work / 'pre'}", "objective.kind=span",
-        *model, "objective.seq_len=64", "train.batch_size=64", "train.lr=3e-3",
-        "train.max_steps=1000000", f"train.max_time_s={args.pretrain_s}", "train.warmup_fraction=0.05",
-        "train.log_every=50", f"train.seed={args.seed}")
+    if args.reuse_pretrained and (work / "pre" / "summary.json").is_file():
+        print(f"reusing the pretrained model in {work / 'pre'}")
+    else:
+        pretrain(args, files, work, model)
     pre = json.loads((work / "pre" / "summary.json").read_text())
     finetune = ["task=seq2seq", f"train_file={files['train']}", f"dev_file={files['val']}",
                 "table.text_column=source", "table.label_column=target", "max_length=64",

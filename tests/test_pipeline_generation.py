@@ -222,3 +222,20 @@ def test_export_other_architectures_of_the_family(gpt: Path, t5: dict[str, Path]
         assert not any(info.values()), f"{architecture}: {info}"
     assert main(["export", f"model={gpt}", "architecture=BertModel", f"output={tmp_path / 'x'}"]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_seq2seq_target_column_missing(t5: dict[str, Path], tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "pairs.tsv"
+    bad.write_text("source\ttranslation\nA dog.\tEin Hund.\n", encoding="utf-8")
+    code = main(["finetune", "task=seq2seq", f"init={t5['pre']}", f"train_file={bad}",
+                 "table.text_column=source", "table.label_column=target", f"output={tmp_path / 'o'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no column 'target'" in err and f"{bad}:1" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_prompt_longer_than_the_context_window(gpt: Path, capsys) -> None:
+    long_prompt = " ".join(["word"] * 200)  # > 64 positions of the tiny model
+    assert main(["generate", f"model={gpt}", f"text={long_prompt}"]) == 2
+    err = capsys.readouterr().err
+    assert "context window" in err and len(err.strip().splitlines()) == 1, err
