@@ -242,6 +242,19 @@ class TagConfig:
 
 
 @dataclasses.dataclass
+class QAConfig:
+    """Extractive question answering: windows over long contexts, answer decoding, scoring."""
+
+    stride: int = 128  # tokens shared by consecutive windows of a long context
+    max_question_length: int = 64  # longer questions are cut to this many tokens
+    max_answer_length: int = 30  # tokens; longer spans are never answers
+    n_best: int = 20  # candidate spans kept per question
+    version_2: bool | None = None  # unanswerable questions allowed (None: if train has any)
+    null_threshold: float = 0.0  # v2: answer "" when the no-answer score wins by more than this
+    metric: str = "auto"  # squad | cmrc (character-level) | auto (cmrc for mostly-CJK contexts)
+
+
+@dataclasses.dataclass
 class FinetuneConfig:
     """`plmkit finetune`: a task head on a pretrained (or random) encoder."""
 
@@ -250,7 +263,7 @@ class FinetuneConfig:
     train_file: str = ""
     dev_file: str | None = None
     output: str = "runs/finetune"
-    task: str = "classification"  # classification | regression | ner | seq2seq (label column = target)
+    task: str = "classification"  # classification | regression | ner | qa | seq2seq (label column = target)
     labels: list[str] | None = None  # label set; default: sorted labels seen in train_file
     max_length: int = 128  # tokens per input (seq2seq: per source)
     max_target_length: int = 128  # seq2seq: tokens per target, eos included
@@ -260,6 +273,7 @@ class FinetuneConfig:
     limit_train: int = 0  # use only the first N training rows (0 = all)
     table: TableConfig = dataclasses.field(default_factory=TableConfig)
     tags: TagConfig = dataclasses.field(default_factory=TagConfig)  # task ner
+    qa: QAConfig = dataclasses.field(default_factory=QAConfig)  # task qa
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)  # random init only
     train: TrainConfig = dataclasses.field(
         default_factory=lambda: TrainConfig(lr=1e-4, max_steps=0, warmup_fraction=0.1)

@@ -1,6 +1,7 @@
 """`plmkit evaluate`: a fine-tuned model + a labelled file → metrics and results.md.
 
-Classifiers and regressors are scored on their logits; taggers on entities (seqeval); a seq2seq model decodes every source
+Classifiers and regressors are scored on their logits; taggers on entities (seqeval); QA
+models by EM / F1 (SQuAD or CMRC 2018 rules); a seq2seq model decodes every source
 (with the generation settings it was fine-tuned with) and is scored with BLEU, chrF and ROUGE;
 a GPT-style model is scored by perplexity on raw text (tasks/perplexity.py).
 """
@@ -11,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from plmkit.checkpoint import load_into, read_checkpoint, read_hf_config, resolve_model_dir
-from plmkit.config import EvaluateConfig, TableConfig, TagConfig, from_dict
+from plmkit.config import EvaluateConfig, QAConfig, TableConfig, TagConfig, from_dict
 from plmkit.models.decoder import CausalLM
+from plmkit.models.heads import SpanExtractor
 from plmkit.runtime import UserError, atomic_write_text, pick_device, print0
 from plmkit.serve.generator import Generator
 from plmkit.serve.pipeline import Classifier
 from plmkit.serve.tagger import Tagger
+from plmkit.stages import finetune_qa
+from plmkit.stages.finetune_qa import choose_metric, read_questions
 from plmkit.tasks.classification import encode_examples, evaluate_logits, predict_logits
 from plmkit.tasks.generation import generation_metrics
 from plmkit.tasks.metrics import markdown_table
@@ -39,6 +43,8 @@ def run(cfg: EvaluateConfig) -> dict[str, float]:
         count = len(examples)
     elif task == "ner":
         count, metrics = _score_ner(cfg)
+    elif task == "qa":
+        count, metrics = _score_qa(cfg)
     else:
         examples, metrics = _score_classifier(cfg)
         count = len(examples)
@@ -93,6 +99,22 @@ def _score_ner(cfg: EvaluateConfig) -> tuple[int, dict[str, float]]:
     tags = from_dict(TagConfig, info.get("tags"), "plmkit_task.tags")
     sentences = read_tagged_file(cfg.file, tags)
     return len(sentences), ner_metrics([list(s.tags) for s in sentences], tagger.tag_sentences(sentences))
+
+
+def _score_qa(cfg: EvaluateConfig) -> tuple[int, dict[str, float]]:
+    """EM / F1 of an extractive QA model with the settings it was fine-tuned with."""
+    model_dir = resolve_model_dir(cfg.model)
+    checkpoint = read_checkpoint(model_dir)
+    info = checkpoint.hf_config.get("plmkit_task") or {}
+    qa = from_dict(QAConfig, info.get("qa"), "plmkit_task.qa")
+    model = SpanExtractor(checkpoint.cfg)
+    load_into(model, checkpoint, require_heads=True, architecture="BertForQuestionAnswering")
+    examples = read_questions(cfg.file)
+    metric = choose_metric(qa, examples)
+    device = pick_device("auto")
+    metrics, _ = finetune_qa.score(model.to(device), load_tokenizer(model_dir), examples, qa,
+                                   info.get("max_length", 384), metric, bool(qa.version_2), device)
+    return len(examples), metrics
 
 
 def _score_seq2seq(cfg: EvaluateConfig) -> tuple[list, dict[str, float]]:

@@ -17,7 +17,7 @@ from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir, sav
 from plmkit.config import FinetuneConfig, ModelConfig, check_model_config, dump_yaml, to_dict
 from plmkit.models.heads import SequenceClassifier
 from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
-from plmkit.stages import finetune_ner, finetune_seq2seq
+from plmkit.stages import finetune_ner, finetune_qa, finetune_seq2seq
 from plmkit.tasks import sampling
 from plmkit.tasks.classification import (
     ClassificationBatches,
@@ -33,7 +33,7 @@ from plmkit.text.tokenizer import load_tokenizer, special_ids
 from plmkit.train.state import check_fresh_output
 from plmkit.train.trainer import check_train_config, fit
 
-TASKS = ("classification", "regression", "ner", "seq2seq")
+TASKS = ("classification", "regression", "ner", "qa", "seq2seq")
 POOLINGS = ("cls", "mean")
 
 
@@ -53,6 +53,8 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
         return finetune_seq2seq.run(cfg)
     if cfg.task == "ner":
         return finetune_ner.run(cfg)
+    if cfg.task == "qa":
+        return finetune_qa.run(cfg)
     run_dir = Path(cfg.output)
     check_fresh_output(run_dir, resume=False)
     init_dir = resolve_model_dir(cfg.init) if cfg.init else None

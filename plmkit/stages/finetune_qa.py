@@ -1,0 +1,133 @@
+"""`plmkit finetune task=qa`: SQuAD / CMRC 2018 JSON + an encoder → an extractive QA model.
+
+Flat wiring, like the classifier's (stages/finetune.py hands over here): read the question
+files (answers whose offsets do not match their text are counted and reported, never dropped
+silently), cut long contexts into overlapping windows, build `SpanExtractor` on the chosen
+encoder, fit with the shared trainer, decode dev answers (n-best, no-answer for v2) and score
+them with the official SQuAD or CMRC 2018 EM / F1. `final/` is a Hugging Face
+`BertForQuestionAnswering` directory that records the QA settings for `evaluate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import unicodedata
+import warnings
+from pathlib import Path
+from typing import Any
+
+from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir, save_model
+from plmkit.config import FinetuneConfig, QAConfig, check_model_config, dump_yaml, to_dict
+from plmkit.models.heads import SpanExtractor
+from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
+from plmkit.tasks.metrics import markdown_table
+from plmkit.tasks.qa import QABatches, decode_answers, encode_qa, predict_spans, span_loss
+from plmkit.tasks.qa_data import QAExample, read_qa
+from plmkit.tasks.qa_scores import qa_metrics
+from plmkit.tasks.sampling import steps_for_epochs
+from plmkit.text.tokenizer import load_tokenizer, special_ids
+from plmkit.train.state import check_fresh_output
+from plmkit.train.trainer import fit
+
+ARCHITECTURE = "BertForQuestionAnswering"
+METRICS = ("auto", "squad", "cmrc")
+
+
+def read_questions(path: str, *, need_answers: bool = True, limit: int = 0) -> list[QAExample]:
+    """Questions of a SQuAD/CMRC file; prints the report of answers it had to fix or skip."""
+    with warnings.catch_warnings():  # said once, below, without a code location
+        warnings.simplefilter("ignore", UserWarning)
+        examples, report = read_qa(path, need_answers=need_answers, limit=limit)
+    if report.has_issues:
+        print0(f"{path}: {report.summary()}")
+    return examples
+
+
+def choose_metric(qa: QAConfig, examples: list[QAExample]) -> str:
+    """cmrc for mostly-CJK contexts when qa.metric is auto, else what the config says."""
+    if qa.metric not in METRICS:
+        raise UserError(f"config qa.metric '{qa.metric}': use one of {', '.join(METRICS)}")
+    if qa.metric != "auto":
+        return qa.metric
+    sample = "".join(ex.context[:200] for ex in examples[:200])
+    cjk = sum(1 for ch in sample if "CJK" in unicodedata.name(ch, ""))
+    return "cmrc" if cjk > len(sample) / 3 else "squad"
+
+
+def score(model: Any, tokenizer: Any, examples: list[QAExample], qa: QAConfig, max_length: int,
+          metric: str, allow_null: bool, device: Any) -> tuple[dict[str, float], dict[str, str]]:
+    """EM / F1 of `model` on `examples`, and the predicted answer per question id."""
+    features = encode_qa(tokenizer, examples, max_length=max_length, stride=qa.stride,
+                         max_question_length=qa.max_question_length)
+    logits = predict_spans(model, features, 32, device)
+    answers = decode_answers(examples, features, logits, n_best=qa.n_best,
+                             max_answer_length=qa.max_answer_length, allow_null=allow_null,
+                             null_threshold=qa.null_threshold)
+    predictions = {qid: p.text for qid, p in answers.items()}
+    golds = {ex.qid: [a.text for a in ex.answers] for ex in examples}
+    return qa_metrics(predictions, golds, metric), predictions
+
+
+def run(cfg: FinetuneConfig) -> dict[str, Any]:
+    """Fine-tune an extractive QA model per `cfg`; returns {"dev": metrics, "steps", "train_time_s"}."""
+    run_dir = Path(cfg.output)
+    check_fresh_output(run_dir, resume=False)
+    init_dir = resolve_model_dir(cfg.init) if cfg.init else None
+    tokenizer_dir = Path(cfg.tokenizer) if cfg.tokenizer else init_dir
+    if tokenizer_dir is None:
+        raise UserError("finetune: random init needs tokenizer=DIR (no init model to take it from)")
+    tokenizer = load_tokenizer(tokenizer_dir)
+
+    train = read_questions(cfg.train_file, limit=cfg.limit_train)
+    dev = read_questions(cfg.dev_file) if cfg.dev_file else None
+    metric = choose_metric(cfg.qa, train)
+    allow_null = cfg.qa.version_2 if cfg.qa.version_2 is not None else any(ex.impossible for ex in train)
+    train_set = encode_qa(tokenizer, train, max_length=cfg.max_length, stride=cfg.qa.stride,
+                          max_question_length=cfg.qa.max_question_length, training=True)
+
+    checkpoint = read_checkpoint(init_dir) if init_dir else None
+    model_cfg = checkpoint.cfg if checkpoint else dataclasses.replace(
+        cfg.model, vocab_size=tokenizer.get_vocab_size(), pad_token_id=special_ids(tokenizer).pad)
+    if model_cfg.family != "bert":
+        raise UserError(f"finetune: task qa needs an encoder (family bert); {cfg.init} is "
+                        f"family '{model_cfg.family}'")
+    if cfg.dropout is not None:
+        model_cfg = dataclasses.replace(model_cfg, dropout=cfg.dropout, attention_dropout=cfg.dropout)
+    check_model_config(model_cfg)
+    if cfg.max_length > model_cfg.max_position:
+        raise UserError(f"finetune: max_length {cfg.max_length} exceeds the model's max_position "
+                        f"{model_cfg.max_position}")
+    seed_everything(cfg.train.seed)
+    model = SpanExtractor(model_cfg)
+    if checkpoint:
+        load_into(model, checkpoint, architecture=ARCHITECTURE)
+
+    train_cfg = cfg.train
+    if train_cfg.max_steps == 0:
+        train_cfg = dataclasses.replace(train_cfg, max_steps=steps_for_epochs(
+            cfg.epochs, len(train_set), train_cfg.batch_size, train_cfg.grad_accum))
+    batches = QABatches(train_set, train_cfg.batch_size, seed=train_cfg.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+    result = fit(model, batches, span_loss, train_cfg, run_dir)
+
+    dev_metrics: dict[str, float] = {}
+    if dev:
+        dev_metrics, predictions = score(model, tokenizer, dev, cfg.qa, cfg.max_length, metric,
+                                         allow_null, pick_device(train_cfg.device))
+        atomic_write_text(run_dir / "dev-predictions.json",
+                          json.dumps(predictions, ensure_ascii=False, indent=1))
+    qa = dataclasses.replace(cfg.qa, metric=metric, version_2=allow_null)
+    extra = {"plmkit_task": {"task": "qa", "max_length": cfg.max_length, "qa": to_dict(qa)}}
+    save_model(model, model_cfg, run_dir / "final", ARCHITECTURE, extra_config=extra,
+               tokenizer_dir=tokenizer_dir)
+    summary = {"dev": dev_metrics, "steps": result.steps, "train_time_s": result.train_time_s,
+               "metric": metric}
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    if dev_metrics:
+        rows = [{"split": "dev", "em": dev_metrics["em"], "f1": dev_metrics["f1"]}]
+        atomic_write_text(run_dir / "results.md", markdown_table(rows, list(rows[0])))
+    print0(f"finetune: {result.steps} steps in {result.train_time_s:.0f}s; dev ({metric}) "
+           + ", ".join(f"{k} {v:.4f}" for k, v in dev_metrics.items() if k in ("em", "f1")))
+    return summary
