@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--finetune-dropout", type=float, default=0.0,
+                        help="hidden and attention dropout while fine-tuning, for both inits")
     parser.add_argument("--reuse-pretrained", action="store_true",
                         help="keep WORK/pre from an earlier run with the same settings")
     args = parser.parse_args()
@@ -92,7 +94,8 @@ def main() -> None:
                 "table.text_column=source", "table.label_column=target", "max_length=64",
                 "max_target_length=64", f"train.max_steps={args.finetune_steps}",
                 "train.batch_size=32", "train.lr=1e-3", "train.warmup_fraction=0.05",
-                "train.log_every=50", f"train.seed={args.seed}", "generation.max_new_tokens=60"]
+                "train.log_every=50", f"train.seed={args.seed}", "generation.max_new_tokens=60",
+                f"dropout={args.finetune_dropout}"]  # the same for both inits
     rows = []
     for name, init in (("pretrained", [f"init={work / 'pre'}"]),
                        ("random init", [f"tokenizer={work / 'tok'}", *model])):
