@@ -13,11 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir, save_model
-from plmkit.config import FinetuneConfig, ModelConfig, check_model_config, dump_yaml, to_dict
+from plmkit.checkpoint import load_into, save_model
+from plmkit.config import FinetuneConfig, dump_yaml, to_dict
 from plmkit.models.heads import SequenceClassifier
 from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
 from plmkit.stages import finetune_ner, finetune_qa, finetune_seq2seq
+from plmkit.stages.start import model_to_finetune, open_tokenizer
 from plmkit.tasks import sampling
 from plmkit.tasks.classification import (
     ClassificationBatches,
@@ -29,7 +30,7 @@ from plmkit.tasks.classification import (
 )
 from plmkit.tasks.metrics import markdown_table
 from plmkit.tasks.tables import read_table
-from plmkit.text.tokenizer import load_tokenizer, special_ids
+from plmkit.text.tokenizer import special_ids
 from plmkit.train.state import check_fresh_output
 from plmkit.train.trainer import check_train_config, fit
 
@@ -57,11 +58,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
         return finetune_qa.run(cfg)
     run_dir = Path(cfg.output)
     check_fresh_output(run_dir, resume=False)
-    init_dir = resolve_model_dir(cfg.init) if cfg.init else None
-    tokenizer_dir = Path(cfg.tokenizer) if cfg.tokenizer else init_dir
-    if tokenizer_dir is None:
-        raise UserError("finetune: random init needs tokenizer=DIR (no init model to take it from)")
-    tokenizer = load_tokenizer(tokenizer_dir)
+    init_dir, tokenizer_dir, tokenizer = open_tokenizer(cfg)
 
     train = read_table(cfg.train_file, cfg.table, task=cfg.task, limit=cfg.limit_train)
     dev = read_table(cfg.dev_file, cfg.table, task=cfg.task) if cfg.dev_file else None
@@ -69,13 +66,8 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     train_set = encode_examples(tokenizer, train, cfg.max_length, labels, cfg.task)
     dev_set = encode_examples(tokenizer, dev, cfg.max_length, labels, cfg.task) if dev else None
 
-    checkpoint = read_checkpoint(init_dir) if init_dir else None
-    model_cfg = checkpoint.cfg if checkpoint else dataclasses.replace(
-        cfg.model, vocab_size=tokenizer.get_vocab_size(), pad_token_id=special_ids(tokenizer).pad)
-    if cfg.dropout is not None:  # e.g. pretrained without dropout, fine-tuned with it
-        model_cfg = dataclasses.replace(model_cfg, dropout=cfg.dropout, attention_dropout=cfg.dropout)
-    check_model_config(model_cfg)
-    _check_sizes(cfg, model_cfg, tokenizer.get_vocab_size())
+    checkpoint, model_cfg = model_to_finetune(cfg, tokenizer, init_dir, "bert",
+                                              pad_token_id=special_ids(tokenizer).pad)
     seed_everything(cfg.train.seed)
     num_labels = 1 if cfg.task == "regression" else len(labels.names)
     model = SequenceClassifier(model_cfg, num_labels, pooling=cfg.pooling)
@@ -115,15 +107,6 @@ def _label_set(cfg: FinetuneConfig, train: list) -> LabelSet | None:
 def steps_for_epochs(cfg: FinetuneConfig, num_examples: int) -> int:
     """Optimizer steps for `cfg.epochs` passes over `num_examples` rows."""
     return sampling.steps_for_epochs(cfg.epochs, num_examples, cfg.train.batch_size, cfg.train.grad_accum)
-
-
-def _check_sizes(cfg: FinetuneConfig, model_cfg: ModelConfig, vocab_size: int) -> None:
-    if vocab_size > model_cfg.vocab_size:
-        raise UserError(f"finetune: the tokenizer has {vocab_size} tokens but the model's vocabulary "
-                        f"holds {model_cfg.vocab_size}: use the tokenizer the model was trained with")
-    if cfg.max_length > model_cfg.max_position:
-        raise UserError(f"finetune: max_length {cfg.max_length} exceeds the model's "
-                        f"max_position {model_cfg.max_position}")
 
 
 def _head_config(cfg: FinetuneConfig, labels: LabelSet | None) -> dict[str, Any]:

@@ -15,10 +15,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir, save_model
-from plmkit.config import FinetuneConfig, check_model_config, dump_yaml, to_dict
+from plmkit.checkpoint import load_into, save_model
+from plmkit.config import FinetuneConfig, dump_yaml, to_dict
 from plmkit.models.heads import TokenClassifier
-from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
+from plmkit.runtime import atomic_write_text, pick_device, print0, seed_everything
+from plmkit.stages.start import model_to_finetune, open_tokenizer
 from plmkit.tasks.classification import LabelSet
 from plmkit.tasks.metrics import markdown_table
 from plmkit.tasks.sampling import steps_for_epochs
@@ -31,7 +32,7 @@ from plmkit.tasks.tokens import (
     tag_label_set,
     token_classification_loss,
 )
-from plmkit.text.tokenizer import load_tokenizer, special_ids
+from plmkit.text.tokenizer import special_ids
 from plmkit.train.state import check_fresh_output
 from plmkit.train.trainer import fit
 
@@ -42,11 +43,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune a token classifier per `cfg`; returns {"dev": metrics, "steps", "train_time_s"}."""
     run_dir = Path(cfg.output)
     check_fresh_output(run_dir, resume=False)
-    init_dir = resolve_model_dir(cfg.init) if cfg.init else None
-    tokenizer_dir = Path(cfg.tokenizer) if cfg.tokenizer else init_dir
-    if tokenizer_dir is None:
-        raise UserError("finetune: random init needs tokenizer=DIR (no init model to take it from)")
-    tokenizer = load_tokenizer(tokenizer_dir)
+    init_dir, tokenizer_dir, tokenizer = open_tokenizer(cfg)
 
     train = read_tagged_file(cfg.train_file, cfg.tags, limit=cfg.limit_train)
     dev = read_tagged_file(cfg.dev_file, cfg.tags) if cfg.dev_file else None
@@ -55,18 +52,8 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     train_set = encode_tagged(tokenizer, train, cfg.max_length, labels)
     dev_set = encode_tagged(tokenizer, dev, cfg.max_length, labels) if dev else None
 
-    checkpoint = read_checkpoint(init_dir) if init_dir else None
-    model_cfg = checkpoint.cfg if checkpoint else dataclasses.replace(
-        cfg.model, vocab_size=tokenizer.get_vocab_size(), pad_token_id=special_ids(tokenizer).pad)
-    if model_cfg.family != "bert":
-        raise UserError(f"finetune: task ner needs an encoder (family bert); {cfg.init} is "
-                        f"family '{model_cfg.family}'")
-    if cfg.dropout is not None:
-        model_cfg = dataclasses.replace(model_cfg, dropout=cfg.dropout, attention_dropout=cfg.dropout)
-    check_model_config(model_cfg)
-    if cfg.max_length > model_cfg.max_position:
-        raise UserError(f"finetune: max_length {cfg.max_length} exceeds the model's max_position "
-                        f"{model_cfg.max_position}")
+    checkpoint, model_cfg = model_to_finetune(cfg, tokenizer, init_dir, "bert",
+                                              pad_token_id=special_ids(tokenizer).pad)
     seed_everything(cfg.train.seed)
     model = TokenClassifier(model_cfg, len(labels))
     if checkpoint:

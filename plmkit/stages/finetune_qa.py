@@ -17,16 +17,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir, save_model
-from plmkit.config import FinetuneConfig, QAConfig, check_model_config, dump_yaml, to_dict
+from plmkit.checkpoint import load_into, save_model
+from plmkit.config import FinetuneConfig, QAConfig, dump_yaml, to_dict
 from plmkit.models.heads import SpanExtractor
 from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
+from plmkit.stages.start import model_to_finetune, open_tokenizer
 from plmkit.tasks.metrics import markdown_table
 from plmkit.tasks.qa import QABatches, decode_answers, encode_qa, predict_spans, span_loss
 from plmkit.tasks.qa_data import QAExample, read_qa
 from plmkit.tasks.qa_scores import qa_metrics
 from plmkit.tasks.sampling import steps_for_epochs
-from plmkit.text.tokenizer import load_tokenizer, special_ids
+from plmkit.text.tokenizer import special_ids
 from plmkit.train.state import check_fresh_output
 from plmkit.train.trainer import fit
 
@@ -73,11 +74,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune an extractive QA model per `cfg`; returns {"dev": metrics, "steps", "train_time_s"}."""
     run_dir = Path(cfg.output)
     check_fresh_output(run_dir, resume=False)
-    init_dir = resolve_model_dir(cfg.init) if cfg.init else None
-    tokenizer_dir = Path(cfg.tokenizer) if cfg.tokenizer else init_dir
-    if tokenizer_dir is None:
-        raise UserError("finetune: random init needs tokenizer=DIR (no init model to take it from)")
-    tokenizer = load_tokenizer(tokenizer_dir)
+    init_dir, tokenizer_dir, tokenizer = open_tokenizer(cfg)
 
     train = read_questions(cfg.train_file, limit=cfg.limit_train)
     dev = read_questions(cfg.dev_file) if cfg.dev_file else None
@@ -86,18 +83,8 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     train_set = encode_qa(tokenizer, train, max_length=cfg.max_length, stride=cfg.qa.stride,
                           max_question_length=cfg.qa.max_question_length, training=True)
 
-    checkpoint = read_checkpoint(init_dir) if init_dir else None
-    model_cfg = checkpoint.cfg if checkpoint else dataclasses.replace(
-        cfg.model, vocab_size=tokenizer.get_vocab_size(), pad_token_id=special_ids(tokenizer).pad)
-    if model_cfg.family != "bert":
-        raise UserError(f"finetune: task qa needs an encoder (family bert); {cfg.init} is "
-                        f"family '{model_cfg.family}'")
-    if cfg.dropout is not None:
-        model_cfg = dataclasses.replace(model_cfg, dropout=cfg.dropout, attention_dropout=cfg.dropout)
-    check_model_config(model_cfg)
-    if cfg.max_length > model_cfg.max_position:
-        raise UserError(f"finetune: max_length {cfg.max_length} exceeds the model's max_position "
-                        f"{model_cfg.max_position}")
+    checkpoint, model_cfg = model_to_finetune(cfg, tokenizer, init_dir, "bert",
+                                              pad_token_id=special_ids(tokenizer).pad)
     seed_everything(cfg.train.seed)
     model = SpanExtractor(model_cfg)
     if checkpoint:

@@ -15,16 +15,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir, save_model
+from plmkit.checkpoint import load_into, save_model
 from plmkit.config import (
     FinetuneConfig,
     check_generation_config,
-    check_model_config,
     dump_yaml,
     to_dict,
 )
 from plmkit.models.seq2seq import Seq2SeqLM
 from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
+from plmkit.stages.start import model_to_finetune, open_tokenizer
 from plmkit.tasks.generation import (
     Seq2SeqBatches,
     encode_pairs,
@@ -35,7 +35,7 @@ from plmkit.tasks.generation import (
 from plmkit.tasks.metrics import markdown_table
 from plmkit.tasks.sampling import steps_for_epochs
 from plmkit.tasks.tables import read_table
-from plmkit.text.tokenizer import load_tokenizer, token_roles
+from plmkit.text.tokenizer import token_roles
 from plmkit.train.state import check_fresh_output
 from plmkit.train.trainer import fit
 
@@ -47,11 +47,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     check_generation_config(cfg.generation, "generation")
     run_dir = Path(cfg.output)
     check_fresh_output(run_dir, resume=False)
-    init_dir = resolve_model_dir(cfg.init) if cfg.init else None
-    tokenizer_dir = Path(cfg.tokenizer) if cfg.tokenizer else init_dir
-    if tokenizer_dir is None:
-        raise UserError("finetune: random init needs tokenizer=DIR (no init model to take it from)")
-    tokenizer = load_tokenizer(tokenizer_dir)
+    init_dir, tokenizer_dir, tokenizer = open_tokenizer(cfg)
     roles = token_roles(tokenizer)
     if roles.eos is None or roles.pad is None:
         raise UserError(f"{tokenizer_dir}: seq2seq needs a tokenizer with pad and eos tokens "
@@ -64,19 +60,8 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     train_pairs = encode_pairs(tokenizer, train, **lengths)
     dev_pairs = encode_pairs(tokenizer, dev, **lengths) if dev else None
 
-    checkpoint = read_checkpoint(init_dir) if init_dir else None
-    model_cfg = checkpoint.cfg if checkpoint else dataclasses.replace(
-        cfg.model, family="t5", vocab_size=tokenizer.get_vocab_size(), pad_token_id=roles.pad,
-        eos_token_id=roles.eos)
-    if model_cfg.family != "t5":
-        raise UserError(f"finetune: task seq2seq needs an encoder-decoder (family t5); "
-                        f"{cfg.init or 'model'} is family '{model_cfg.family}'")
-    if cfg.dropout is not None:  # e.g. pretrained without dropout, fine-tuned with it
-        model_cfg = dataclasses.replace(model_cfg, dropout=cfg.dropout, attention_dropout=cfg.dropout)
-    check_model_config(model_cfg)
-    if tokenizer.get_vocab_size() > model_cfg.vocab_size:
-        raise UserError(f"finetune: the tokenizer has {tokenizer.get_vocab_size()} tokens but the "
-                        f"model's vocabulary holds {model_cfg.vocab_size}")
+    checkpoint, model_cfg = model_to_finetune(cfg, tokenizer, init_dir, "t5",
+                                              pad_token_id=roles.pad, eos_token_id=roles.eos)
     seed_everything(cfg.train.seed)
     model = Seq2SeqLM(model_cfg)
     if checkpoint:

@@ -1,0 +1,57 @@
+"""Where fine-tuning starts, shared by every `plmkit finetune` task: the tokenizer and the model.
+
+A fine-tuning run starts from a plmkit run, any Hugging Face directory of the right family,
+or random init (then `tokenizer=DIR` is required and `model.*` gives the shape). Every task
+stage asks the same two questions in the same order: which tokenizer (needed to encode the
+data), then which model config and weights (checked against the tokenizer and the task).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from tokenizers import Tokenizer
+
+from plmkit.checkpoint import Checkpoint, read_checkpoint, resolve_model_dir
+from plmkit.config import FinetuneConfig, ModelConfig, check_model_config
+from plmkit.runtime import UserError
+from plmkit.text.tokenizer import load_tokenizer
+
+FAMILY_WORDS = {"bert": "an encoder (family bert)", "t5": "an encoder-decoder (family t5)",
+                "gpt": "a decoder (family gpt)"}
+
+
+def open_tokenizer(cfg: FinetuneConfig) -> tuple[Path | None, Path, Tokenizer]:
+    """(the init model's directory or None, the tokenizer's directory, the tokenizer)."""
+    init_dir = resolve_model_dir(cfg.init) if cfg.init else None
+    tokenizer_dir = Path(cfg.tokenizer) if cfg.tokenizer else init_dir
+    if tokenizer_dir is None:
+        raise UserError("finetune: random init needs tokenizer=DIR (no init model to take it from)")
+    return init_dir, tokenizer_dir, load_tokenizer(tokenizer_dir)
+
+
+def model_to_finetune(cfg: FinetuneConfig, tokenizer: Tokenizer, init_dir: Path | None,
+                      family: str, **random_init: Any) -> tuple[Checkpoint | None, ModelConfig]:
+    """The checkpoint (None for random init) and the model config to build, checked.
+
+    random_init: ModelConfig fields a random-init model takes from the tokenizer (pad id, ...).
+    """
+    checkpoint = read_checkpoint(init_dir) if init_dir else None
+    model_cfg = checkpoint.cfg if checkpoint else dataclasses.replace(
+        cfg.model, family=family, vocab_size=tokenizer.get_vocab_size(), **random_init)
+    if model_cfg.family != family:
+        raise UserError(f"finetune: task {cfg.task} needs {FAMILY_WORDS[family]}; {cfg.init} is "
+                        f"family '{model_cfg.family}'")
+    if cfg.dropout is not None:  # e.g. pretrained without dropout, fine-tuned with it
+        model_cfg = dataclasses.replace(model_cfg, dropout=cfg.dropout, attention_dropout=cfg.dropout)
+    check_model_config(model_cfg)
+    if tokenizer.get_vocab_size() > model_cfg.vocab_size:
+        raise UserError(f"finetune: the tokenizer has {tokenizer.get_vocab_size()} tokens but the "
+                        f"model's vocabulary holds {model_cfg.vocab_size}: use the tokenizer the "
+                        "model was trained with")
+    if family != "t5" and cfg.max_length > model_cfg.max_position:  # T5's positions are relative
+        raise UserError(f"finetune: max_length {cfg.max_length} exceeds the model's max_position "
+                        f"{model_cfg.max_position}")
+    return checkpoint, model_cfg
