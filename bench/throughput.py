@@ -75,9 +75,10 @@ def batch(family: str, vocab: int, size: int, seq: int, device: torch.device) ->
 
 
 def ours_step(family: str, model: torch.nn.Module, data: dict[str, torch.Tensor]) -> torch.Tensor:
-    if family == "gpt":
+    if family == "gpt":  # labels shifted, not logits (no copy of the (B, T, V) logits), as plmkit trains
         logits = model(data["input_ids"])  # (B, T, V)
-        return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), data["input_ids"][:, 1:].flatten())
+        labels = F.pad(data["input_ids"][:, 1:], (0, 1), value=-100)  # (B, T)
+        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
     out = model(data["masked"], None, None, data["positions"])  # gathered (N, V)
     return F.cross_entropy(out.mlm_logits.float(), data["input_ids"].reshape(-1)[data["positions"]])
 
