@@ -7,19 +7,26 @@ with ratios against Transformers eager.
 
 - BERT MLM: plmkit `PretrainingModel` with masked positions gathered before the vocabulary
   projection (15% of tokens); Transformers `BertForMaskedLM` with labels -100 elsewhere.
+  `--min-fill F` draws each row's length uniformly from [F·S, S] and right-pads it, as real
+  sentence-pair batches are (1.0, the default, = every row full); tokens/s counts real tokens.
 - GPT CLM: plmkit `CausalLM` + `causal_lm_loss`; Transformers `GPT2LMHeadModel(labels=...)`.
+
+`--ablate` adds one plmkit row per technique with that technique switched off (unpadding, the
+MLM head on masked positions only, fused AdamW, bf16 on CUDA, torch.compile with `--compile`):
+what each one buys, measured in the same run.
 
 MFU = tokens/s × (6·N + 12·L·H·S) / peak, N the non-embedding parameters, L layers, H width,
 S sequence length; `--peak-tflops` sets the peak (989 for an H100's dense bf16).
 
-    python bench/throughput.py --device cpu            # tiny shapes, a minute on 2 cores
-    python bench/throughput.py --device cuda --compile # BERT-base 256×128, 64×512; GPT-2 32×1024
+    python bench/throughput.py --device cpu --ablate            # tiny shapes, minutes on 2 cores
+    python bench/throughput.py --device cuda --compile --ablate # BERT-base 256×128, 64×512; GPT-2 32×1024
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import time
 from collections.abc import Callable
@@ -34,66 +41,121 @@ from plmkit.models.encoder import PretrainingModel
 # name: (family, hidden, layers, heads, vocab, batch, seq) per device class
 WORKLOADS = {
     "cpu": [("bert", 128, 2, 2, 8000, 32, 128), ("gpt", 128, 2, 2, 8000, 16, 128)],
-    "cuda": [("bert", 768, 12, 12, 30522, 256, 128), ("bert", 768, 12, 12, 30522, 64, 512),
-             ("gpt", 768, 12, 12, 50257, 32, 1024)],
+    "cuda": [
+        ("bert", 768, 12, 12, 30522, 256, 128),
+        ("bert", 768, 12, 12, 30522, 64, 512),
+        ("gpt", 768, 12, 12, 50257, 32, 1024),
+    ],
 }
 
 
-def model_config(family: str, hidden: int, layers: int, heads: int, vocab: int, seq: int) -> ModelConfig:
+def model_config(
+    family: str, hidden: int, layers: int, heads: int, vocab: int, seq: int
+) -> ModelConfig:
     gpt = family == "gpt"
-    return ModelConfig(family=family, vocab_size=vocab, hidden_size=hidden, num_layers=layers,
-                       num_heads=heads, intermediate_size=4 * hidden, max_position=max(seq, 512),
-                       dropout=0.0, attention_dropout=0.0, layer_norm_eps=1e-5 if gpt else 1e-12,
-                       activation="gelu_tanh" if gpt else "gelu", eos_token_id=0 if gpt else None)
+    return ModelConfig(
+        family=family,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=heads,
+        intermediate_size=4 * hidden,
+        max_position=max(seq, 512),
+        dropout=0.0,
+        attention_dropout=0.0,
+        layer_norm_eps=1e-5 if gpt else 1e-12,
+        activation="gelu_tanh" if gpt else "gelu",
+        eos_token_id=0 if gpt else None,
+    )
 
 
 def hf_model(family: str, cfg: ModelConfig) -> torch.nn.Module:
     import transformers
 
     if family == "gpt":
-        return transformers.GPT2LMHeadModel(transformers.GPT2Config(
-            vocab_size=cfg.vocab_size, n_embd=cfg.hidden_size, n_layer=cfg.num_layers,
-            n_head=cfg.num_heads, n_positions=cfg.max_position, resid_pdrop=0.0, embd_pdrop=0.0,
-            attn_pdrop=0.0, activation_function="gelu_pytorch_tanh", bos_token_id=0, eos_token_id=0))
-    return transformers.BertForMaskedLM(transformers.BertConfig(
-        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,
-        max_position_embeddings=cfg.max_position, hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0))
+        return transformers.GPT2LMHeadModel(
+            transformers.GPT2Config(
+                vocab_size=cfg.vocab_size,
+                n_embd=cfg.hidden_size,
+                n_layer=cfg.num_layers,
+                n_head=cfg.num_heads,
+                n_positions=cfg.max_position,
+                resid_pdrop=0.0,
+                embd_pdrop=0.0,
+                attn_pdrop=0.0,
+                activation_function="gelu_pytorch_tanh",
+                bos_token_id=0,
+                eos_token_id=0,
+            )
+        )
+    return transformers.BertForMaskedLM(
+        transformers.BertConfig(
+            vocab_size=cfg.vocab_size,
+            hidden_size=cfg.hidden_size,
+            num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads,
+            intermediate_size=cfg.intermediate_size,
+            max_position_embeddings=cfg.max_position,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )
+    )
 
 
-def batch(family: str, vocab: int, size: int, seq: int, device: torch.device) -> dict[str, torch.Tensor]:
+def batch(
+    family: str, vocab: int, size: int, seq: int, device: torch.device, min_fill: float = 1.0
+) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(5, vocab, (size, seq), generator=gen)
-    out = {"input_ids": ids}
+    lengths = torch.randint(max(1, round(min_fill * seq)), seq + 1, (size,), generator=gen)
+    mask = torch.arange(seq)[None] < lengths[:, None]  # (B, T) right-padded rows
+    out = {"input_ids": ids.masked_fill(~mask, 0), "attention_mask": mask.long()}
     if family == "bert":
-        chosen = torch.rand(size, seq, generator=gen) < 0.15
+        chosen = (torch.rand(size, seq, generator=gen) < 0.15) & mask
         out["labels"] = torch.where(chosen, ids, torch.full_like(ids, -100))
         out["positions"] = chosen.reshape(-1).nonzero().squeeze(1)
-        out["masked"] = ids.masked_fill(chosen, 4)
+        out["masked"] = out["input_ids"].masked_fill(chosen, 4)
     return {k: v.to(device) for k, v in out.items()}
 
 
-def ours_step(family: str, model: torch.nn.Module, data: dict[str, torch.Tensor]) -> torch.Tensor:
-    if family == "gpt":  # labels shifted, not logits (no copy of the (B, T, V) logits), as plmkit trains
+def ours_step(
+    family: str, model: torch.nn.Module, data: dict[str, torch.Tensor], gather: bool = True
+) -> torch.Tensor:
+    if (
+        family == "gpt"
+    ):  # labels shifted, not logits (no copy of the (B, T, V) logits), as plmkit trains
         logits = model(data["input_ids"])  # (B, T, V)
         labels = F.pad(data["input_ids"][:, 1:], (0, 1), value=-100)  # (B, T)
         return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
-    out = model(data["masked"], None, None, data["positions"])  # gathered (N, V)
+    if not gather:  # the vocabulary projection on every token, loss on the masked ones
+        out = model(data["masked"], data["attention_mask"])
+        return F.cross_entropy(out.mlm_logits.flatten(0, 1).float(), data["labels"].flatten())
+    out = model(data["masked"], data["attention_mask"], None, data["positions"])  # gathered (N, V)
     return F.cross_entropy(out.mlm_logits.float(), data["input_ids"].reshape(-1)[data["positions"]])
 
 
 def hf_step(family: str, model: torch.nn.Module, data: dict[str, torch.Tensor]) -> torch.Tensor:
     if family == "gpt":
         return model(input_ids=data["input_ids"], labels=data["input_ids"]).loss
-    return model(input_ids=data["masked"], labels=data["labels"]).loss
+    return model(
+        input_ids=data["masked"], attention_mask=data["attention_mask"], labels=data["labels"]
+    ).loss
 
 
-def time_training(step: Callable[[], torch.Tensor], model: torch.nn.Module, device: torch.device,
-                  steps: int, warmup: int, amp: bool) -> tuple[float, float]:
+def time_training(
+    step: Callable[[], torch.Tensor],
+    model: torch.nn.Module,
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    amp: bool,
+    fused: bool = True,
+) -> tuple[float, float]:
     """(seconds per step, peak memory in GiB) of forward + backward + AdamW."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+    )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for i in range(warmup + steps):
@@ -109,15 +171,82 @@ def time_training(step: Callable[[], torch.Tensor], model: torch.nn.Module, devi
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = (time.perf_counter() - started) / steps
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    peak = (
+        torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    )
     return seconds, peak
 
 
 def flops_per_token(model: torch.nn.Module, cfg: ModelConfig, seq: int) -> float:
-    embedding = sum(p.numel() for n, p in model.named_parameters() if "word" in n or "position" in n
-                    or "token_type" in n)
+    embedding = sum(
+        p.numel()
+        for n, p in model.named_parameters()
+        if "word" in n or "position" in n or "token_type" in n
+    )
     non_embedding = sum(p.numel() for p in model.parameters()) - embedding
     return 6 * non_embedding + 12 * cfg.num_layers * cfg.hidden_size * seq
+
+
+def runs_for(
+    family: str,
+    cfg: ModelConfig,
+    data: dict[str, torch.Tensor],
+    device: torch.device,
+    args: argparse.Namespace,
+) -> list[tuple[str, torch.nn.Module, Callable, dict]]:
+    """(name, model, step, options) of every implementation timed for one workload."""
+    amp = device.type == "cuda"
+    build = CausalLM if family == "gpt" else PretrainingModel
+    torch.manual_seed(0)
+    ours = build(cfg).to(device).train()
+    theirs = hf_model(family, cfg).to(device).train()
+    step = functools.partial(ours_step, family, ours, data)
+    fast = {"amp": amp, "fused": True}
+    runs = [
+        ("plmkit", ours, step, fast),
+        ("Transformers eager", theirs, functools.partial(hf_step, family, theirs, data), fast),
+    ]
+    if args.compile:
+        runs.append(
+            (
+                "plmkit compiled",
+                ours,
+                functools.partial(ours_step, family, torch.compile(ours), data),
+                fast,
+            )
+        )
+        runs.append(
+            (
+                "Transformers compiled",
+                theirs,
+                functools.partial(hf_step, family, torch.compile(theirs), data),
+                fast,
+            )
+        )
+    if args.ablate:
+        if family == "bert":
+            padded = build(dataclasses.replace(cfg, unpad=False)).to(device).train()
+            padded.load_state_dict(ours.state_dict())
+            runs.append(
+                (
+                    "plmkit − unpadding",
+                    padded,
+                    functools.partial(ours_step, family, padded, data),
+                    fast,
+                )
+            )
+            runs.append(
+                (
+                    "plmkit − MLM head on masked only",
+                    ours,
+                    functools.partial(ours_step, family, ours, data, gather=False),
+                    fast,
+                )
+            )
+        runs.append(("plmkit − fused AdamW", ours, step, {**fast, "fused": False}))
+        if amp:
+            runs.append(("plmkit − bf16 (fp32)", ours, step, {**fast, "amp": False}))
+    return runs
 
 
 def main() -> None:
@@ -126,41 +255,51 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
-    parser.add_argument("--peak-tflops", type=float, default=0.0, help="for MFU (989 for H100 bf16)")
+    parser.add_argument(
+        "--ablate", action="store_true", help="also time plmkit with each technique off"
+    )
+    parser.add_argument(
+        "--min-fill",
+        type=float,
+        default=1.0,
+        help="BERT rows get lengths uniform in [F·S, S] (1.0 = full rows)",
+    )
+    parser.add_argument(
+        "--peak-tflops", type=float, default=0.0, help="for MFU (989 for H100 bf16)"
+    )
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    amp = device.type == "cuda"
-    print(f"torch {torch.__version__}, device {device}, bf16 autocast {amp}, "
-          f"{args.steps} timed steps after {args.warmup} warm-up\n")
+    print(
+        f"torch {torch.__version__}, device {device}, bf16 autocast {device.type == 'cuda'}, "
+        f"{args.steps} timed steps after {args.warmup} warm-up, BERT min fill {args.min_fill}\n"
+    )
     print("| workload | implementation | tokens/s | MFU | peak GiB | ratio |")
     print("|---|---|---:|---:|---:|---:|")
     for family, hidden, layers, heads, vocab, size, seq in WORKLOADS[device.type]:
         cfg = model_config(family, hidden, layers, heads, vocab, seq)
-        data = batch(family, vocab, size, seq, device)
-        torch.manual_seed(0)
-        ours = (CausalLM(cfg) if family == "gpt" else PretrainingModel(cfg)).to(device).train()
-        theirs = hf_model(family, cfg).to(device).train()
-        runs = [("plmkit", ours, functools.partial(ours_step, family, ours, data)),
-                ("Transformers eager", theirs, functools.partial(hf_step, family, theirs, data))]
-        if args.compile:
-            runs.append(("plmkit compiled", ours,
-                         functools.partial(ours_step, family, torch.compile(ours), data)))
-            runs.append(("Transformers compiled", theirs,
-                         functools.partial(hf_step, family, torch.compile(theirs), data)))
-        flops = flops_per_token(ours, cfg, seq)
+        data = batch(family, vocab, size, seq, device, args.min_fill if family == "bert" else 1.0)
+        tokens = int(data["attention_mask"].sum())  # real tokens per step
+        runs = runs_for(family, cfg, data, device, args)
+        flops = flops_per_token(runs[0][1], cfg, seq)
         results = []
-        for name, model, step in runs:
-            seconds, peak = time_training(step, model, device, args.steps, args.warmup, amp)
-            results.append((name, size * seq / seconds, peak))
+        for name, model, step, options in runs:
+            seconds, peak = time_training(step, model, device, args.steps, args.warmup, **options)
+            results.append((name, tokens / seconds, peak))
         reference = next(r[1] for r in results if r[0] == "Transformers eager")
         label = f"{'BERT MLM' if family == 'bert' else 'GPT CLM'} {hidden}×{layers}, {size}×{seq}"
         for name, tokens_per_s, peak in results:
-            mfu = f"{100 * tokens_per_s * flops / (args.peak_tflops * 1e12):.1f}%" if args.peak_tflops else "–"
-            print(f"| {label} | {name} | {tokens_per_s:,.0f} | {mfu} | {peak:.1f} | "
-                  f"{tokens_per_s / reference:.2f}× |")
+            mfu = (
+                f"{100 * tokens_per_s * flops / (args.peak_tflops * 1e12):.1f}%"
+                if args.peak_tflops
+                else "–"
+            )
+            print(
+                f"| {label} | {name} | {tokens_per_s:,.0f} | {mfu} | {peak:.1f} | "
+                f"{tokens_per_s / reference:.2f}× |"
+            )
 
 
 if __name__ == "__main__":

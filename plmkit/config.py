@@ -53,6 +53,7 @@ class ModelConfig:
     relative_buckets: int = 32  # relative-position buckets of T5 attention
     relative_max_distance: int = 128  # distances beyond this share the last bucket
     gated: bool = False  # gated feed-forward (T5 v1.1, "gated-gelu")
+    unpad: bool = True  # BERT: run the layers on real tokens only, no compute on padding (speed only)
 
 
 FAMILIES = ("bert", "gpt", "t5")
@@ -138,6 +139,7 @@ class TrainConfig:
     seed: int = 0
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False  # torch.compile the model (speed only)
+    fused_adamw: bool = True  # the fused AdamW kernel (speed only; same update as the loop)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads on CPU (0 = torch's default)
 

@@ -25,6 +25,7 @@ from plmkit.models.layers import (
     init_bert_weights,
     padding_mask,
 )
+from plmkit.models.unpad import repad, unpad, unpadding
 
 
 class EncoderOutput(NamedTuple):
@@ -68,6 +69,7 @@ class Encoder(nn.Module):
             for _ in range(cfg.num_layers)
         )
         self.pooler = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.unpad = cfg.unpad
         self.apply(lambda m: init_bert_weights(m, cfg.initializer_range))
 
     def forward(
@@ -77,10 +79,17 @@ class Encoder(nn.Module):
         token_type_ids: torch.Tensor | None = None,
     ) -> EncoderOutput:
         """input_ids (B, T), attention_mask (B, T) 1 = token / 0 = pad → EncoderOutput."""
-        mask = padding_mask(attention_mask)  # (B, 1, 1, T) or None
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
-        for layer in self.layers:
-            x = layer(x, mask)
+        if self.unpad and attention_mask is not None:  # models/unpad.py: skip the padding
+            flat = unpadding(attention_mask)
+            x = unpad(x, flat)  # (N, H)
+            for layer in self.layers:
+                x = layer(x, unpadding=flat)
+            x = repad(x, flat)  # (B, T, H), zeros at the padding
+        else:
+            mask = padding_mask(attention_mask)  # (B, 1, 1, T) or None
+            for layer in self.layers:
+                x = layer(x, mask)
         pooled = torch.tanh(self.pooler(x[:, 0]))  # (B, H)
         return EncoderOutput(hidden=x, pooled=pooled)
 

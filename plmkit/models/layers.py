@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from plmkit.models.unpad import Unpadding, varlen_attention
+
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu": F.gelu,  # exact, with erf (BERT's)
     "gelu_tanh": functools.partial(F.gelu, approximate="tanh"),
@@ -160,6 +162,18 @@ class Attention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, inner)  # (B, T, nh·hs)
         return self.out(y)
 
+    def forward_unpadded(self, x: torch.Tensor, unpadding: Unpadding) -> torch.Tensor:
+        """Bidirectional self-attention on a flat batch of real tokens: x (N, H) → (N, H)."""
+        y = varlen_attention(
+            self.qkv(x),  # (N, 3·nh·hs)
+            unpadding,
+            self.num_heads,
+            self.head_dim,
+            dropout_p=self.dropout if self.training else 0.0,
+            scale=self.scale,
+        )  # (N, nh·hs)
+        return self.out(y)
+
 
 class FeedForward(nn.Module):
     """Position-wise MLP: down(act(up(x))), or down(act(gate(x)) · up(x)) when `gated` (T5 v1.1)."""
@@ -272,9 +286,18 @@ class EncoderBlock(nn.Module):
         self.ffn = FeedForward(hidden_size, intermediate_size, activation, dropout)
         self.ffn_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, T, H) → (B, T, H)."""
-        x = self.attn_norm(x + self.attn_drop(self.attn(x, attn_mask)))
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        unpadding: Unpadding | None = None,
+    ) -> torch.Tensor:
+        """x (B, T, H) → (B, T, H); with `unpadding`, x is the flat (N, H) of real tokens."""
+        if unpadding is not None:
+            h = self.attn.forward_unpadded(x, unpadding)  # (N, H)
+        else:
+            h = self.attn(x, attn_mask)  # (B, T, H)
+        x = self.attn_norm(x + self.attn_drop(h))
         x = self.ffn_norm(x + self.ffn(x))
         return x
 
