@@ -1,7 +1,9 @@
 """plmkit: from raw text to pretrained and fine-tuned Transformers, with Hugging Face checkpoints.
 
 The public API is the stage functions (each the same function its CLI verb runs) and the
-loaders of a fine-tuned classifier (`load`) and of a text generator (`load_generator`). Imports are lazy so `import plmkit` stays cheap.
+loaders of a fine-tuned classifier (`load`), a text generator (`load_generator`), an extractive
+QA reader (`load_reader`) and a sentence embedder (`load_embedder`). Imports are lazy so
+`import plmkit` stays cheap.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ _STAGES = {
     "demo": "recipe",
 }
 
-__all__ = [*_STAGES, "load", "load_generator", "__version__"]
+__all__ = [*_STAGES, "load", "load_generator", "load_reader", "load_embedder", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -38,4 +40,12 @@ def __getattr__(name: str) -> Any:
         from plmkit.serve.generator import Generator
 
         return Generator.load
+    if name == "load_reader":
+        from plmkit.serve.reader import Reader
+
+        return Reader.load
+    if name == "load_embedder":
+        from plmkit.serve.embedder import Embedder
+
+        return Embedder.load
     raise AttributeError(f"module 'plmkit' has no attribute {name!r}")

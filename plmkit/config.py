@@ -257,6 +257,14 @@ class QAConfig:
 
 
 @dataclasses.dataclass
+class MatchingConfig:
+    """Semantic matching: which training pairs are positives, and how sharp the contrastive loss is."""
+
+    temperature: float = 0.05  # the loss's logits are cosine / temperature (0.05 = scale 20, as sentence-transformers)
+    min_score: float | None = None  # pairs scoring ≥ this are positives (STS-B: 4.0); None = label "1" is positive
+
+
+@dataclasses.dataclass
 class FinetuneConfig:
     """`plmkit finetune`: a task head on a pretrained (or random) encoder."""
 
@@ -265,17 +273,18 @@ class FinetuneConfig:
     train_file: str = ""
     dev_file: str | None = None
     output: str = "runs/finetune"
-    task: str = "classification"  # classification | regression | ner | qa | seq2seq (label column = target)
+    task: str = "classification"  # classification | regression | ner | qa | matching | seq2seq (label column = target)
     labels: list[str] | None = None  # label set; default: sorted labels seen in train_file
     max_length: int = 128  # tokens per input (seq2seq: per source)
     max_target_length: int = 128  # seq2seq: tokens per target, eos included
     dropout: float | None = None  # fine-tuning dropout (hidden and attention); None = the model's own
-    pooling: str = "cls"  # cls (pooler, Hugging Face compatible) | mean
+    pooling: str = "cls"  # cls (pooler, Hugging Face compatible; matching: [CLS] state) | mean
     epochs: float = 3.0  # sets train.max_steps when train.max_steps is 0
     limit_train: int = 0  # use only the first N training rows (0 = all)
     table: TableConfig = dataclasses.field(default_factory=TableConfig)
     tags: TagConfig = dataclasses.field(default_factory=TagConfig)  # task ner
     qa: QAConfig = dataclasses.field(default_factory=QAConfig)  # task qa
+    matching: MatchingConfig = dataclasses.field(default_factory=MatchingConfig)  # task matching
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)  # random init only
     train: TrainConfig = dataclasses.field(
         default_factory=lambda: TrainConfig(lr=1e-4, max_steps=0, warmup_fraction=0.1)
@@ -309,11 +318,13 @@ class ExportConfig:
 
 @dataclasses.dataclass
 class PredictConfig:
-    """`plmkit predict`: labels for raw text from a fine-tuned classifier."""
+    """`plmkit predict`: labels for raw text from a fine-tuned classifier (entities for NER, answers for QA)."""
 
     model: str = "runs/finetune"
     text: list[str] = dataclasses.field(default_factory=list)  # texts given on the command line
-    file: str | None = None  # or a file: one text per line (TAB separates a sentence pair)
+    question: list[str] = dataclasses.field(default_factory=list)  # QA model: questions given on the command line
+    context: list[str] = dataclasses.field(default_factory=list)  # QA model: the context of each question, in the same order
+    file: str | None = None  # or a file: one text per line (TAB separates a sentence pair); QA: JSONL {question, context} or SQuAD/CMRC JSON
     output: str | None = None  # JSONL predictions (default: print to stdout)
 
 

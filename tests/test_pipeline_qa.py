@@ -1,18 +1,22 @@
 """Extractive QA end to end through the CLI on a hand-made SQuAD v2.0 file.
 
 tokenizer → finetune task=qa (random init, tiny) → evaluate (EM / F1, with the unanswerable
-share) → the exported `BertForQuestionAnswering` gives Transformers the same logits. A wrong
-answer offset in the file is reported, not dropped. tests/tasks/test_qa.py checks the decoder.
+share) → predict (CLI and `plmkit.load_reader`: answers with exact character offsets, long
+contexts windowed, "no answer" as ("", -1, -1)) → the exported `BertForQuestionAnswering` gives
+Transformers the same logits. A wrong answer offset in the file is reported, not dropped.
+tests/tasks/test_qa.py checks the decoder; tests/test_bad_input_tasks.py the user's mistakes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+import plmkit
 from plmkit.checkpoint import load_into, read_checkpoint
 from plmkit.cli import main
 from plmkit.models.heads import SpanExtractor
@@ -70,7 +74,7 @@ def qa_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_a_wrong_answer_offset_is_reported(qa_run: dict[str, Path], capsys) -> None:
-    from plmkit.stages.finetune_qa import read_questions
+    from plmkit.tasks.qa_eval import read_questions
 
     examples = read_questions(str(qa_run["root"] / "train.json"))
     assert len(examples) == 6
@@ -92,6 +96,54 @@ def test_evaluate_scores_the_dev_file(qa_run: dict[str, Path], tmp_path: Path) -
     cli("evaluate", f"model={qa_run['run']}", f"file={qa_run['dev']}", f"output={tmp_path / 'r.md'}")
     table = (tmp_path / "r.md").read_text()
     assert "em" in table and "f1" in table
+
+
+def test_predict_from_the_command_line_and_from_jsonl(qa_run: dict[str, Path],
+                                                      tmp_path: Path) -> None:
+    questions = ["Which countries does the Amazon flow through?", "When did Curie win?"]
+    cli("predict", f"model={qa_run['run']}", f"question={questions[0]}", f"context={CONTEXTS[0]}",
+        f"question={questions[1]}", f"context={CONTEXTS[1]}", f"output={tmp_path / 'a.jsonl'}")
+    jsonl = tmp_path / "q.jsonl"
+    jsonl.write_text("".join(json.dumps({"question": q, "context": c}) + "\n"
+                             for q, c in zip(questions, CONTEXTS, strict=False)), encoding="utf-8")
+    cli("predict", f"model={qa_run['run']}", f"file={jsonl}", f"output={tmp_path / 'b.jsonl'}")
+    for name in ("a.jsonl", "b.jsonl"):
+        rows = [json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
+        assert [r["question"] for r in rows] == questions
+        for row, context in zip(rows, CONTEXTS, strict=False):
+            assert row["context"] == context
+            if row["start"] == -1:  # no answer
+                assert row["answer"] == "" and row["end"] == -1
+            else:
+                assert context[row["start"] : row["end"]] == row["answer"] != ""
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+
+
+def test_predict_on_a_squad_file_answers_as_evaluate_does(qa_run: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    cli("predict", f"model={qa_run['run']}", f"file={qa_run['dev']}", f"output={tmp_path / 'p.jsonl'}")
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    # One decoder: the answers fine-tuning scored on the dev file are the answers predict gives.
+    dev_predictions = json.loads((qa_run["run"] / "dev-predictions.json").read_text())
+    assert {r["id"]: r["answer"] for r in rows} == dev_predictions
+    for row in rows:
+        context = CONTEXTS[int(row["id"][1]) // 2]
+        assert context[row["start"] : row["end"]] == row["answer"]  # ("", -1, -1) too
+
+
+def test_reader_offsets_stay_in_a_long_context(qa_run: dict[str, Path]) -> None:
+    reader = plmkit.load_reader(qa_run["run"])
+    assert reader.max_length == 64 and reader.allow_null
+    long_context = " ".join(CONTEXTS * 4)  # several 64-token windows
+    questions = ["Where is Lyon?", "When did Curie win the Physics prize?"]
+    contexts = [long_context, CONTEXTS[1]]
+    reader.qa = dataclasses.replace(reader.qa, null_threshold=float("inf"))  # always a span
+    for context, answer in zip(contexts, reader.answer(questions, contexts), strict=True):
+        assert answer.found and 0 <= answer.start < answer.end <= len(context)
+        assert context[answer.start : answer.end] == answer.text
+    reader.qa = dataclasses.replace(reader.qa, null_threshold=-float("inf"))  # never a span
+    for answer in reader.answer(questions, contexts):
+        assert (answer.text, answer.start, answer.end, answer.found) == ("", -1, -1, False)
 
 
 @torch.no_grad()

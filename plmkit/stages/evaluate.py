@@ -3,7 +3,8 @@
 Classifiers and regressors are scored on their logits; taggers on entities (seqeval); QA
 models by EM / F1 (SQuAD or CMRC 2018 rules); a seq2seq model decodes every source
 (with the generation settings it was fine-tuned with) and is scored with BLEU, chrF and ROUGE;
-a GPT-style model is scored by perplexity on raw text (tasks/perplexity.py).
+a GPT-style model is scored by perplexity on raw text (tasks/perplexity.py); a sentence embedder
+(a matching run, or any bare `BertModel`) by the cosine of its pairs (tasks/matching.py).
 """
 
 from __future__ import annotations
@@ -12,19 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from plmkit.checkpoint import load_into, read_checkpoint, read_hf_config, resolve_model_dir
-from plmkit.config import EvaluateConfig, QAConfig, TableConfig, TagConfig, from_dict
+from plmkit.config import EvaluateConfig, TableConfig, TagConfig, from_dict
 from plmkit.models.decoder import CausalLM
-from plmkit.models.heads import SpanExtractor
 from plmkit.runtime import UserError, atomic_write_text, pick_device, print0
+from plmkit.serve.embedder import Embedder, is_embedder
 from plmkit.serve.generator import Generator
 from plmkit.serve.pipeline import Classifier
+from plmkit.serve.reader import Reader
 from plmkit.serve.tagger import Tagger
-from plmkit.stages import finetune_qa
-from plmkit.stages.finetune_qa import choose_metric, read_questions
 from plmkit.tasks.classification import encode_examples, evaluate_logits, predict_logits
 from plmkit.tasks.generation import generation_metrics
+from plmkit.tasks.matching import score_pairs
 from plmkit.tasks.metrics import markdown_table
 from plmkit.tasks.perplexity import perplexity, text_stream
+from plmkit.tasks.qa_eval import choose_metric, read_questions, score
 from plmkit.tasks.tables import read_table
 from plmkit.tasks.tagged import read_tagged_file
 from plmkit.tasks.tokens import ner_metrics
@@ -45,6 +47,8 @@ def run(cfg: EvaluateConfig) -> dict[str, float]:
         count, metrics = _score_ner(cfg)
     elif task == "qa":
         count, metrics = _score_qa(cfg)
+    elif task == "matching":
+        count, metrics = _score_matching(cfg)
     else:
         examples, metrics = _score_classifier(cfg)
         count = len(examples)
@@ -60,6 +64,8 @@ def _task_of(model: str) -> str:
     hf_config = read_hf_config(model)
     if hf_config.get("model_type") == "gpt2":
         return "lm"
+    if is_embedder(hf_config):  # a matching run, or a bare encoder such as a sentence-transformers model
+        return "matching"
     return (hf_config.get("plmkit_task") or {}).get("task", "classification")
 
 
@@ -92,6 +98,13 @@ def _score_classifier(cfg: EvaluateConfig) -> tuple[list, dict[str, float]]:
     return examples, evaluate_logits(logits, encoded, clf.task, clf.labels)
 
 
+def _score_matching(cfg: EvaluateConfig) -> tuple[int, dict[str, float]]:
+    """Cosine-similarity scores of a sentence embedder: Spearman / Pearson, or AUC and recall@k."""
+    embedder = Embedder.load(cfg.model)
+    examples = read_table(cfg.file, cfg.table or embedder.table)
+    return len(examples), score_pairs(lambda texts: embedder.embed(texts, cfg.batch_size), examples)
+
+
 def _score_ner(cfg: EvaluateConfig) -> tuple[int, dict[str, float]]:
     """Entity-level scores of a token classifier; `examples` counts sentences."""
     tagger = Tagger.load(cfg.model)
@@ -103,17 +116,11 @@ def _score_ner(cfg: EvaluateConfig) -> tuple[int, dict[str, float]]:
 
 def _score_qa(cfg: EvaluateConfig) -> tuple[int, dict[str, float]]:
     """EM / F1 of an extractive QA model with the settings it was fine-tuned with."""
-    model_dir = resolve_model_dir(cfg.model)
-    checkpoint = read_checkpoint(model_dir)
-    info = checkpoint.hf_config.get("plmkit_task") or {}
-    qa = from_dict(QAConfig, info.get("qa"), "plmkit_task.qa")
-    model = SpanExtractor(checkpoint.cfg)
-    load_into(model, checkpoint, require_heads=True, architecture="BertForQuestionAnswering")
     examples = read_questions(cfg.file)
-    metric = choose_metric(qa, examples)
-    device = pick_device("auto")
-    metrics, _ = finetune_qa.score(model.to(device), load_tokenizer(model_dir), examples, qa,
-                                   info.get("max_length", 384), metric, bool(qa.version_2), device)
+    reader = Reader.load(cfg.model)
+    metric = choose_metric(reader.qa, examples)
+    metrics, _ = score(reader.model, reader.tokenizer, examples, reader.qa, reader.max_length,
+                       metric, reader.allow_null, reader.device)
     return len(examples), metrics
 
 

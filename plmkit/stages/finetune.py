@@ -17,7 +17,7 @@ from plmkit.checkpoint import load_into, save_model
 from plmkit.config import FinetuneConfig, dump_yaml, to_dict
 from plmkit.models.heads import SequenceClassifier
 from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
-from plmkit.stages import finetune_ner, finetune_qa, finetune_seq2seq
+from plmkit.stages import finetune_matching, finetune_ner, finetune_qa, finetune_seq2seq
 from plmkit.stages.start import model_to_finetune, open_tokenizer
 from plmkit.tasks import sampling
 from plmkit.tasks.classification import (
@@ -34,12 +34,12 @@ from plmkit.text.tokenizer import special_ids
 from plmkit.train.state import check_fresh_output
 from plmkit.train.trainer import check_train_config, fit
 
-TASKS = ("classification", "regression", "ner", "qa", "seq2seq")
+TASKS = ("classification", "regression", "ner", "qa", "seq2seq", "matching")
 POOLINGS = ("cls", "mean")
 
 
-def run(cfg: FinetuneConfig) -> dict[str, Any]:
-    """Fine-tune per `cfg`; returns {"dev": metrics, "steps", "train_time_s"}."""
+def check_config(cfg: FinetuneConfig) -> None:
+    """The settings every task needs, checked before any file is read (suites call it up front)."""
     if cfg.task not in TASKS:
         raise UserError(f"finetune: task must be one of {', '.join(TASKS)}, got '{cfg.task}'")
     if not cfg.train_file:
@@ -50,12 +50,19 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
         raise UserError(f"finetune: epochs must be > 0, got {cfg.epochs}")
     # max_steps 0 means "from epochs" here, which the trainer's own check would refuse.
     check_train_config(dataclasses.replace(cfg.train, max_steps=cfg.train.max_steps or 1))
+
+
+def run(cfg: FinetuneConfig) -> dict[str, Any]:
+    """Fine-tune per `cfg`; returns {"dev": metrics, "steps", "train_time_s"}."""
+    check_config(cfg)
     if cfg.task == "seq2seq":
         return finetune_seq2seq.run(cfg)
     if cfg.task == "ner":
         return finetune_ner.run(cfg)
     if cfg.task == "qa":
         return finetune_qa.run(cfg)
+    if cfg.task == "matching":
+        return finetune_matching.run(cfg)
     run_dir = Path(cfg.output)
     check_fresh_output(run_dir, resume=False)
     init_dir, tokenizer_dir, tokenizer = open_tokenizer(cfg)

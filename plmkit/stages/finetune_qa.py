@@ -3,71 +3,33 @@
 Flat wiring, like the classifier's (stages/finetune.py hands over here): read the question
 files (answers whose offsets do not match their text are counted and reported, never dropped
 silently), cut long contexts into overlapping windows, build `SpanExtractor` on the chosen
-encoder, fit with the shared trainer, decode dev answers (n-best, no-answer for v2) and score
-them with the official SQuAD or CMRC 2018 EM / F1. `final/` is a Hugging Face
-`BertForQuestionAnswering` directory that records the QA settings for `evaluate`.
+encoder, fit with the shared trainer, then answer the dev questions (n-best, no-answer for v2)
+and score them with the official SQuAD or CMRC 2018 EM / F1 (tasks/qa_eval.py, the path that
+`evaluate` and `predict` take too). `final/` is a Hugging Face `BertForQuestionAnswering`
+directory that records the QA settings for `evaluate` and `predict`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import unicodedata
-import warnings
 from pathlib import Path
 from typing import Any
 
 from plmkit.checkpoint import load_into, save_model
-from plmkit.config import FinetuneConfig, QAConfig, dump_yaml, to_dict
+from plmkit.config import FinetuneConfig, dump_yaml, to_dict
 from plmkit.models.heads import SpanExtractor
-from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
+from plmkit.runtime import atomic_write_text, pick_device, print0, seed_everything
 from plmkit.stages.start import model_to_finetune, open_tokenizer
 from plmkit.tasks.metrics import markdown_table
-from plmkit.tasks.qa import QABatches, decode_answers, encode_qa, predict_spans, span_loss
-from plmkit.tasks.qa_data import QAExample, read_qa
-from plmkit.tasks.qa_scores import qa_metrics
+from plmkit.tasks.qa import QABatches, encode_qa, span_loss
+from plmkit.tasks.qa_eval import choose_metric, read_questions, score
 from plmkit.tasks.sampling import steps_for_epochs
 from plmkit.text.tokenizer import special_ids
 from plmkit.train.state import check_fresh_output
 from plmkit.train.trainer import fit
 
 ARCHITECTURE = "BertForQuestionAnswering"
-METRICS = ("auto", "squad", "cmrc")
-
-
-def read_questions(path: str, *, need_answers: bool = True, limit: int = 0) -> list[QAExample]:
-    """Questions of a SQuAD/CMRC file; prints the report of answers it had to fix or skip."""
-    with warnings.catch_warnings():  # said once, below, without a code location
-        warnings.simplefilter("ignore", UserWarning)
-        examples, report = read_qa(path, need_answers=need_answers, limit=limit)
-    if report.has_issues:
-        print0(f"{path}: {report.summary()}")
-    return examples
-
-
-def choose_metric(qa: QAConfig, examples: list[QAExample]) -> str:
-    """cmrc for mostly-CJK contexts when qa.metric is auto, else what the config says."""
-    if qa.metric not in METRICS:
-        raise UserError(f"config qa.metric '{qa.metric}': use one of {', '.join(METRICS)}")
-    if qa.metric != "auto":
-        return qa.metric
-    sample = "".join(ex.context[:200] for ex in examples[:200])
-    cjk = sum(1 for ch in sample if "CJK" in unicodedata.name(ch, ""))
-    return "cmrc" if cjk > len(sample) / 3 else "squad"
-
-
-def score(model: Any, tokenizer: Any, examples: list[QAExample], qa: QAConfig, max_length: int,
-          metric: str, allow_null: bool, device: Any) -> tuple[dict[str, float], dict[str, str]]:
-    """EM / F1 of `model` on `examples`, and the predicted answer per question id."""
-    features = encode_qa(tokenizer, examples, max_length=max_length, stride=qa.stride,
-                         max_question_length=qa.max_question_length)
-    logits = predict_spans(model, features, 32, device)
-    answers = decode_answers(examples, features, logits, n_best=qa.n_best,
-                             max_answer_length=qa.max_answer_length, allow_null=allow_null,
-                             null_threshold=qa.null_threshold)
-    predictions = {qid: p.text for qid, p in answers.items()}
-    golds = {ex.qid: [a.text for a in ex.answers] for ex in examples}
-    return qa_metrics(predictions, golds, metric), predictions
 
 
 def run(cfg: FinetuneConfig) -> dict[str, Any]:

@@ -5,8 +5,9 @@ label 1 = same meaning; STS-B: a 0-5 score), keeps the positives with `positive_
 tokenizes them once with `encode_text_pairs`, and hands `PairBatches` and
 `contrastive_loss(...)` to the one trainer. `embed_texts` turns texts into unit vectors;
 `cosine_similarity` scores pairs (STS-B: `sts_metrics`, Spearman as GLUE reports it) and
-`top_k` retrieves from a corpus (`recall_at_k`). An embedder is any `nn.Module` called as
-`model(input_ids, attention_mask, token_type_ids)` that returns (B, H), such as
+`top_k` retrieves from a corpus (`recall_at_k`); `score_pairs` is the one scorer of a labelled
+pair file that fine-tuning (dev) and `plmkit evaluate` share. An embedder is any `nn.Module`
+called as `model(input_ids, attention_mask, token_type_ids)` that returns (B, H), such as
 models/heads.py `SentenceEmbedder`.
 
 Key choices and their cost:
@@ -19,10 +20,14 @@ Key choices and their cost:
   same weights), padded to the longest of the two sides.
 - Embeddings are L2-normalised, so cosine similarity is a dot product and `top_k` is a chunked
   matrix product: exact, but linear in the corpus (no approximate index; fine up to ~10^6).
+- `score_pairs` tells graded from 0/1 labels by the values in the file, with no setting to
+  forget; the cost is that a graded file whose every score happens to be 0 or 1 is scored as
+  a 0/1 file (AUC and recall instead of correlations).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -285,3 +290,59 @@ def recall_at_k(
         ]
         out[f"recall@{k}"] = float(np.mean(hits))
     return out
+
+
+# ----------------------------------------------------------------------------- scoring labelled pairs
+
+
+def gold_scores(examples: Sequence[Example]) -> np.ndarray:
+    """Each pair's label as a number (0/1, or a graded score such as STS-B's 0-5), checked."""
+    out = np.empty(len(examples), dtype=np.float64)
+    for i, ex in enumerate(examples):
+        if ex.text_pair is None:
+            raise UserError(
+                f"{ex.source}:{ex.line}: matching needs a sentence pair (set table.text_pair_column)"
+            )
+        try:
+            out[i] = float(ex.label)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            out[i] = math.nan
+        if not math.isfinite(out[i]):
+            raise UserError(
+                f"{ex.source}:{ex.line}: label '{ex.label}' is not a number "
+                "(matching labels are 0/1 or a similarity score)"
+            )
+    return out
+
+
+def score_pairs(
+    embed: Callable[[list[str]], np.ndarray],
+    examples: Sequence[Example],
+    ks: Sequence[int] = (1, 10),
+) -> dict[str, float]:
+    """Scores of an embedder's cosine similarity on labelled pairs. Graded labels (STS-B):
+    Spearman and Pearson. 0/1 labels (AFQMC, LCQMC): ROC-AUC (NaN with one class only) and
+    recall@k of each positive's partner among all the file's distinct second sentences."""
+    gold = gold_scores(examples)
+    texts = list(dict.fromkeys([ex.text for ex in examples] + [ex.text_pair for ex in examples]))
+    vectors = embed(texts)  # (N, H) unit rows, each distinct text embedded once
+    row = {text: i for i, text in enumerate(texts)}
+    a = vectors[[row[ex.text] for ex in examples]]
+    b = vectors[[row[str(ex.text_pair)] for ex in examples]]
+    cosine = cosine_similarity(a, b)
+    if not set(np.unique(gold).tolist()) <= {0.0, 1.0}:
+        return sts_metrics(cosine, gold)
+    from sklearn.metrics import roc_auc_score
+
+    both = len(np.unique(gold)) == 2
+    metrics = {"auc": float(roc_auc_score(gold, cosine)) if both else math.nan}
+    positives = [(ex.text, str(ex.text_pair)) for ex, g in zip(examples, gold) if g == 1.0]
+    if not positives:
+        return metrics | {f"recall@{k}": math.nan for k in ks}
+    queries, corpus, relevant = retrieval_set(positives)
+    seen = set(corpus)
+    corpus += [t for t in dict.fromkeys(str(ex.text_pair) for ex in examples) if t not in seen]
+    query_vectors = vectors[[row[q] for q in queries]]  # (Q, H)
+    corpus_vectors = vectors[[row[c] for c in corpus]]  # (C, H)
+    _, ranked = top_k(query_vectors, corpus_vectors, max(ks))
+    return metrics | recall_at_k(ranked, relevant, ks)

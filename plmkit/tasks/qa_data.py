@@ -1,4 +1,5 @@
-"""Extractive QA files → `QAExample`s: SQuAD v1.1 / v2.0 JSON and CMRC 2018's own JSON.
+"""Extractive QA files → `QAExample`s: SQuAD v1.1 / v2.0 JSON and CMRC 2018's own JSON, and (for
+`predict`, with no answers) JSON lines of {"question", "context"}.
 
 Where it sits: `read_qa` feeds tasks/qa.py (windows, training, decoding) and tasks/qa_scores.py
 (EM/F1). Two layouts are read, told apart by their shape:
@@ -228,3 +229,53 @@ def _nearest(context: str, text: str, near: int) -> int | None:
 def _note(report: QAReadReport, qid: str) -> None:
     if len(report.examples) < 3 and qid not in report.examples:
         report.examples.append(qid)
+
+
+# ----------------------------------------------------------------------------- questions to answer
+
+
+def read_qa_inputs(path: str | Path) -> tuple[list[QAExample], bool]:
+    """Questions to answer, and whether they came from a SQuAD/CMRC file (True) or JSONL.
+
+    JSONL holds one {"question": ..., "context": ...} object per line (other keys are ignored);
+    a SQuAD or CMRC 2018 JSON file is read by `read_qa`, its answers, if any, unused.
+    """
+    path = Path(path)
+    text = read_utf8(path)
+    if not text.strip():
+        raise UserError(f"{path}: the file is empty")
+    if path.suffix.lower() != ".jsonl":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None  # more than one JSON value: JSON lines
+        if isinstance(data, list) or (isinstance(data, dict) and "data" in data):
+            with warnings.catch_warnings():  # answers do not matter here
+                warnings.simplefilter("ignore", UserWarning)
+                return read_qa(path, need_answers=False)[0], True
+    return _jsonl_questions(path, text), False
+
+
+def _jsonl_questions(path: Path, text: str) -> list[QAExample]:
+    """One QAExample per non-blank line of {"question", "context"}; its id is the line number."""
+    examples = []
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise UserError(
+                f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})"
+            ) from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path}:{number}: expected a JSON object with 'question' and 'context'")
+        for key in ("question", "context"):
+            if not isinstance(record.get(key), str):
+                raise UserError(f"{path}:{number}: '{key}' is missing or not a string")
+            if not record[key].strip():
+                raise UserError(f"{path}:{number}: '{key}' is empty")
+        examples.append(
+            QAExample(str(number), record["question"], record["context"], (), False, str(path))
+        )
+    return examples

@@ -134,7 +134,7 @@ def _column_rows(
     """(words, tags or None, first line) per sentence of a column file."""
     words: list[str] = []
     tags: list[str] = []
-    start, width = 0, 0
+    start, width, width_line = 0, 0, 0
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.rstrip("\r").strip(" \t")
         fields = _COLUMNS.split(line) if line else []
@@ -144,12 +144,12 @@ def _column_rows(
             words, tags = [], []
             continue
         if width == 0:
-            width = len(fields)
+            width, width_line = len(fields), number
             _check_columns(path, number, width, token_column, tag_column, need_tags)
         if len(fields) != width:
             raise UserError(
-                f"{path}:{number}: expected {width} columns (as on the file's first word line), "
-                f"found {len(fields)}"
+                f"{path}:{number}: expected {width} columns (as on line {width_line}, the file's "
+                f"first word line), found {len(fields)}"
             )
         if not words:
             start = number
