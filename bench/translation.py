@@ -5,10 +5,12 @@ The monolingual text is both sides of Multi30k train, each side shuffled on its 
 sentence sits beside its translation; the pairs are the first --pairs rows of train. A
 Unigram tokenizer is trained on the monolingual text, a small T5 is pretrained on it with
 span corruption for --pretrain-s seconds, then fine-tuned on the pairs; the same fine-tuning
-runs from random init. Both are decoded greedily on test2016 and scored with sacreBLEU.
-Every step is a plmkit CLI verb, so this is also an end-to-end check of the T5 path.
+runs from random init. Each init is fine-tuned at every learning rate of --lrs; the one with
+the best dev BLEU is that init's result (test2016 is never used to choose). Both are decoded
+greedily and scored with sacreBLEU. Every step is a plmkit CLI verb, so this is also an
+end-to-end check of the T5 path.
 
-    python bench/translation.py [--pairs 10000] [--pretrain-s 480] [--finetune-steps 1500]
+    python bench/translation.py [--pairs 10000] [--pretrain-s 480] [--finetune-steps 1500] [--lrs 1e-3,3e-4]
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lrs", default="1e-3", help="fine-tuning learning rates (comma-separated)")
     parser.add_argument("--finetune-dropout", type=float, default=0.0,
                         help="hidden and attention dropout while fine-tuning, for both inits")
     parser.add_argument("--reuse-pretrained", action="store_true",
@@ -93,28 +96,32 @@ def main() -> None:
     finetune = ["task=seq2seq", f"train_file={files['train']}", f"dev_file={files['val']}",
                 "table.text_column=source", "table.label_column=target", "max_length=64",
                 "max_target_length=64", f"train.max_steps={args.finetune_steps}",
-                "train.batch_size=32", "train.lr=1e-3", "train.warmup_fraction=0.05",
+                "train.batch_size=32", "train.warmup_fraction=0.05",
                 "train.log_every=50", f"train.seed={args.seed}", "generation.max_new_tokens=60",
                 f"dropout={args.finetune_dropout}"]  # the same for both inits
     rows = []
     for name, init in (("pretrained", [f"init={work / 'pre'}"]),
                        ("random init", [f"tokenizer={work / 'tok'}", *model])):
-        run = work / name.replace(" ", "-")
-        t0 = time.perf_counter()
-        cli("finetune", *init, *finetune, f"output={run}")
-        fit_s = time.perf_counter() - t0
-        test = evaluate.run(EvaluateConfig(model=str(run), file=str(files["test"]),
-                                           output=str(run / "test.md"), batch_size=100))
-        dev = json.loads((run / "summary.json").read_text())["dev"]
-        rows.append((name, dev["bleu"], test["bleu"], test["chrf"], fit_s))
+        for lr in args.lrs.split(","):
+            run = work / f"{name.replace(' ', '-')}-{args.pairs}-lr{lr}"
+            t0 = time.perf_counter()
+            cli("finetune", *init, *finetune, f"train.lr={lr}", f"output={run}")
+            fit_s = time.perf_counter() - t0
+            test = evaluate.run(EvaluateConfig(model=str(run), file=str(files["test"]),
+                                               output=str(run / "test.md"), batch_size=100))
+            dev = json.loads((run / "summary.json").read_text())["dev"]
+            rows.append({"init": name, "lr": lr, "dev": dev["bleu"], "bleu": test["bleu"],
+                         "chrf": test["chrf"], "secs": fit_s})
     print(f"\nMulti30k en→de, {args.pairs:,} training pairs; T5 {args.hidden}×{args.layers}+{args.layers}, "
           f"vocab {args.vocab}; span-corruption pretraining {pre['train_time_s']:.0f} s "
           f"({pre['steps']} steps, val loss {pre['start']['val_lm_loss']:.2f} → {pre['end']['val_lm_loss']:.2f}); "
-          f"fine-tuning {args.finetune_steps} steps; greedy decoding\n")
-    print("| init | dev BLEU | test2016 BLEU | test2016 chrF | fine-tune s |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for name, dev_bleu, bleu, chrf, secs in rows:
-        print(f"| {name} | {dev_bleu:.1f} | {bleu:.1f} | {chrf:.1f} | {secs:.0f} |")
+          f"fine-tuning {args.finetune_steps} steps, dropout {args.finetune_dropout}; greedy decoding\n")
+    print("| init | lr | dev BLEU | test2016 BLEU | test2016 chrF | fine-tune s | chosen on dev |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | :---: |")
+    for row in rows:
+        best = max((r for r in rows if r["init"] == row["init"]), key=lambda r: r["dev"])
+        print(f"| {row['init']} | {row['lr']} | {row['dev']:.1f} | {row['bleu']:.1f} | {row['chrf']:.1f} | "
+              f"{row['secs']:.0f} | {'✓' if row is best else ''} |")
 
 
 if __name__ == "__main__":

@@ -84,12 +84,18 @@ class CausalLM(nn.Module):
         B, T = input_ids.shape
         past = caches[0].self_attn.length if caches else 0
         if position_ids is None:
+            # Checked on shapes, not values, so a compiled graph has no data-dependent branch.
+            span = past + T if attention_mask is None else attention_mask.shape[1]
+            if span > self.max_position:
+                raise ValueError(
+                    f"position {span - 1} is beyond max_position {self.max_position}"
+                )
             if attention_mask is None:
                 position_ids = torch.arange(past, past + T, device=input_ids.device)[None]  # (1, T)
             else:
                 counts = attention_mask.long().cumsum(-1) - 1  # (B, S)
                 position_ids = counts.masked_fill(attention_mask == 0, 0)[:, -T:]  # (B, T)
-        if position_ids.numel() and int(position_ids.max()) >= self.max_position:
+        elif position_ids.numel() and int(position_ids.max()) >= self.max_position:
             raise ValueError(
                 f"position {int(position_ids.max())} is beyond max_position {self.max_position}"
             )
