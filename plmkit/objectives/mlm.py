@@ -236,24 +236,23 @@ def _pick(
 
 def pretrain_loss(
     model: nn.Module, batch: dict[str, torch.Tensor]
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """MLM cross-entropy on the masked positions, plus NSP cross-entropy when the batch has it."""
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """MLM cross-entropy on the masked positions, plus NSP cross-entropy when the batch has it.
+    Metrics stay on the device (0-dim tensors): no host sync per step; the log reads them."""
     out = model(
         batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], batch["mlm_positions"]
     )
     mlm_loss = F.cross_entropy(out.mlm_logits.float(), batch["mlm_labels"])
     metrics = {
-        "mlm_loss": mlm_loss.item(),
-        "mlm_acc": (out.mlm_logits.argmax(-1) == batch["mlm_labels"]).float().mean().item(),
+        "mlm_loss": mlm_loss.detach(),
+        "mlm_acc": (out.mlm_logits.argmax(-1) == batch["mlm_labels"]).float().mean(),
     }
     loss = mlm_loss
     if "nsp_labels" in batch:
         nsp_loss = F.cross_entropy(out.nsp_logits.float(), batch["nsp_labels"])
         loss = loss + nsp_loss
-        metrics["nsp_loss"] = nsp_loss.item()
-        metrics["nsp_acc"] = (
-            (out.nsp_logits.argmax(-1) == batch["nsp_labels"]).float().mean().item()
-        )
+        metrics["nsp_loss"] = nsp_loss.detach()
+        metrics["nsp_acc"] = (out.nsp_logits.argmax(-1) == batch["nsp_labels"]).float().mean()
     return loss, metrics
 
 
@@ -269,6 +268,6 @@ def evaluate_pretraining(
         batch = {k: v.to(device) for k, v in batch.items()}
         _, metrics = pretrain_loss(model, batch)
         for k, v in metrics.items():
-            totals[k] = totals.get(k, 0.0) + v / len(batches)
+            totals[k] = totals.get(k, 0.0) + float(v) / len(batches)
     model.train(was_training)
     return {f"val_{k}": v for k, v in totals.items()}

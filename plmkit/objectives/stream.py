@@ -89,12 +89,14 @@ class CausalLMBatches:
 
 def _token_loss(
     logits: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean cross-entropy over labels (B, T) ≠ -100, and next-token accuracy there."""
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Mean cross-entropy over labels (B, T) ≠ -100, and next-token accuracy there; metrics stay
+    on the device (no host sync per step)."""
     loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
     real = labels != -100
-    acc = (logits.argmax(-1) == labels)[real].float().mean()
-    return loss, {"lm_loss": loss.item(), "lm_acc": acc.item()}
+    hits = ((logits.argmax(-1) == labels) & real).sum()
+    acc = hits / real.sum().clamp_min(1)
+    return loss, {"lm_loss": loss.detach(), "lm_acc": acc}
 
 
 def causal_lm_loss(
@@ -121,8 +123,8 @@ def evaluate_lm(
         _, metrics = loss_fn(model, batch)
         count = int((batch["labels"] != -100).sum())
         total += count
-        loss_sum += metrics["lm_loss"] * count
-        acc_sum += metrics["lm_acc"] * count
+        loss_sum += float(metrics["lm_loss"]) * count
+        acc_sum += float(metrics["lm_acc"]) * count
     model.train(was_training)
     loss = loss_sum / max(total, 1)
     return {"val_lm_loss": loss, "val_lm_acc": acc_sum / max(total, 1), "val_ppl": math.exp(loss)}

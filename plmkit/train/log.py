@@ -86,7 +86,7 @@ class TrainLog:
         """Continue a window from `window_state()` (an empty dict starts a fresh one)."""
         self.loss_sum: float | torch.Tensor = window.get("loss_sum", 0.0)
         self.losses: int = window.get("losses", 0)
-        self.sums: dict[str, list[float]] = {k: list(v) for k, v in window.get("sums", {}).items()}
+        self.sums: dict[str, list] = {k: list(v) for k, v in window.get("sums", {}).items()}
         self.tokens: int = window.get("tokens", 0)
         self.since: float = window.get("since", 0.0)
 
@@ -96,18 +96,18 @@ class TrainLog:
         return {
             "loss_sum": loss_sum,
             "losses": self.losses,
-            "sums": self.sums,
+            "sums": {key: [float(total), count] for key, (total, count) in self.sums.items()},
             "tokens": self.tokens,
             "since": self.since,
         }
 
-    def add(self, loss: torch.Tensor, metrics: dict[str, float], tokens: int) -> None:
+    def add(self, loss: torch.Tensor, metrics: dict[str, float | torch.Tensor], tokens: int) -> None:
         """Count one micro-batch: its mean loss (kept on device), its metrics and its tokens."""
         self.loss_sum = self.loss_sum + loss.detach().float()
         self.losses += 1
-        for key, value in metrics.items():
+        for key, value in metrics.items():  # device tensors are summed where they are
             total = self.sums.setdefault(key, [0.0, 0])
-            total[0] += float(value)
+            total[0] = total[0] + (value.detach().float() if torch.is_tensor(value) else float(value))
             total[1] += 1
         self.tokens += tokens
 
@@ -133,7 +133,7 @@ class TrainLog:
             "lr": lr,
         }
         row["loss"] = float(self.loss_sum) / self.losses
-        row.update({key: total / count for key, (total, count) in self.sums.items()})
+        row.update({key: float(total) / count for key, (total, count) in self.sums.items()})
         if grad_norm is not None:
             row["grad_norm"] = float(grad_norm)
         seconds = train_time_s - self.since

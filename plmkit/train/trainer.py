@@ -58,7 +58,10 @@ class BatchSource(Protocol):
         ...
 
 
-LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
+# A loss function returns (loss, metrics); a metric may be a 0-dim device tensor (read at log time).
+LossFn = Callable[
+    [nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float | torch.Tensor]]
+]
 EvalFn = Callable[[nn.Module], dict[str, float]]
 
 
@@ -200,7 +203,12 @@ def _due(step: int, every: int) -> bool:
 
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+    """Copies that do not wait for the GPU: from pinned memory, non-blocking. With no other host
+    sync in a step (losses keep their metrics on the device), the CPU builds the next batch
+    while the GPU still runs this step."""
+    if device.type != "cuda":
+        return {key: value.to(device) for key, value in batch.items()}
+    return {key: value.pin_memory().to(device, non_blocking=True) for key, value in batch.items()}
 
 
 def _autocast(run: _Run) -> contextlib.AbstractContextManager[Any]:
