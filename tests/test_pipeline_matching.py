@@ -262,6 +262,7 @@ def test_search_ranks_by_cosine(runs: dict[str, Path]) -> None:
             "set table.text_pair_column",
         ),
         (None, [*STS_COLUMNS, "matching.min_score=5.5"], "no positive pairs"),
+        (None, [*STS_COLUMNS, "matching.min_score=4", "train.batch_size=1"], "at least 2 pairs"),
         (
             "a cat\ta dog\thigh\n",
             [*STS_COLUMNS, "matching.min_score=4"],

@@ -21,9 +21,9 @@ from plmkit.stages import finetune_matching, finetune_ner, finetune_qa, finetune
 from plmkit.stages.start import model_to_finetune, open_tokenizer
 from plmkit.tasks import sampling
 from plmkit.tasks.classification import (
-    ClassificationBatches,
     LabelSet,
     classification_loss,
+    collate_examples,
     encode_examples,
     evaluate_logits,
     predict_logits,
@@ -84,7 +84,9 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     train_cfg = cfg.train
     if train_cfg.max_steps == 0:
         train_cfg = dataclasses.replace(train_cfg, max_steps=steps_for_epochs(cfg, len(train)))
-    batches = ClassificationBatches(train_set, train_cfg.batch_size, seed=train_cfg.seed)
+    batches = sampling.SampledBatches(
+        train_set, train_cfg.batch_size, collate_examples, seed=train_cfg.seed
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
     result = fit(model, batches, classification_loss, train_cfg, run_dir)

@@ -25,7 +25,7 @@ from plmkit.models.heads import SentenceEmbedder
 from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
 from plmkit.stages.start import model_to_finetune, open_tokenizer
 from plmkit.tasks.matching import (
-    PairBatches,
+    collate_text_pairs,
     contrastive_loss,
     embed_texts,
     encode_text_pairs,
@@ -34,7 +34,7 @@ from plmkit.tasks.matching import (
     score_pairs,
 )
 from plmkit.tasks.metrics import markdown_table
-from plmkit.tasks.sampling import steps_for_epochs
+from plmkit.tasks.sampling import SampledBatches, steps_for_epochs
 from plmkit.tasks.tables import read_table
 from plmkit.text.tokenizer import special_ids
 from plmkit.train.state import check_fresh_output
@@ -47,6 +47,9 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune a sentence embedder per `cfg`; returns {"dev": metrics, "steps", "train_time_s"}."""
     if cfg.table.text_pair_column is None:
         raise UserError("finetune: task matching needs sentence pairs: set table.text_pair_column")
+    if cfg.train.batch_size < 2:
+        raise UserError(f"finetune: train.batch_size={cfg.train.batch_size}: in-batch negatives "
+                        "need at least 2 pairs")
     loss_fn = contrastive_loss(cfg.matching.temperature)  # checks the temperature up front
     run_dir = Path(cfg.output)
     check_fresh_output(run_dir, resume=False)
@@ -75,7 +78,9 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
             cfg.epochs, len(train_set), train_cfg.batch_size, train_cfg.grad_accum
         )
         train_cfg = dataclasses.replace(train_cfg, max_steps=steps)
-    batches = PairBatches(train_set, train_cfg.batch_size, seed=train_cfg.seed)
+    batches = SampledBatches(
+        train_set, train_cfg.batch_size, collate_text_pairs, seed=train_cfg.seed
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
     print0(f"finetune: {len(pairs)} positive pairs of {len(train)} rows")

@@ -22,10 +22,10 @@ from plmkit.runtime import atomic_write_text, pick_device, print0, seed_everythi
 from plmkit.stages.start import model_to_finetune, open_tokenizer
 from plmkit.tasks.classification import LabelSet
 from plmkit.tasks.metrics import markdown_table
-from plmkit.tasks.sampling import steps_for_epochs
+from plmkit.tasks.sampling import SampledBatches, steps_for_epochs
 from plmkit.tasks.tagged import read_tagged_file
 from plmkit.tasks.tokens import (
-    TokenBatches,
+    collate_tagged,
     encode_tagged,
     ner_metrics,
     predict_tags,
@@ -63,7 +63,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     if train_cfg.max_steps == 0:
         train_cfg = dataclasses.replace(train_cfg, max_steps=steps_for_epochs(
             cfg.epochs, len(train_set), train_cfg.batch_size, train_cfg.grad_accum))
-    batches = TokenBatches(train_set, train_cfg.batch_size, seed=train_cfg.seed)
+    batches = SampledBatches(train_set, train_cfg.batch_size, collate_tagged, seed=train_cfg.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
     result = fit(model, batches, token_classification_loss, train_cfg, run_dir)

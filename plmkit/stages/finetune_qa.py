@@ -22,9 +22,9 @@ from plmkit.models.heads import SpanExtractor
 from plmkit.runtime import atomic_write_text, pick_device, print0, seed_everything
 from plmkit.stages.start import model_to_finetune, open_tokenizer
 from plmkit.tasks.metrics import markdown_table
-from plmkit.tasks.qa import QABatches, encode_qa, span_loss
+from plmkit.tasks.qa import collate_qa, encode_qa, span_loss
 from plmkit.tasks.qa_eval import choose_metric, read_questions, score
-from plmkit.tasks.sampling import steps_for_epochs
+from plmkit.tasks.sampling import SampledBatches, steps_for_epochs
 from plmkit.text.tokenizer import special_ids
 from plmkit.train.state import check_fresh_output
 from plmkit.train.trainer import fit
@@ -56,7 +56,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     if train_cfg.max_steps == 0:
         train_cfg = dataclasses.replace(train_cfg, max_steps=steps_for_epochs(
             cfg.epochs, len(train_set), train_cfg.batch_size, train_cfg.grad_accum))
-    batches = QABatches(train_set, train_cfg.batch_size, seed=train_cfg.seed)
+    batches = SampledBatches(train_set, train_cfg.batch_size, collate_qa, seed=train_cfg.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
     result = fit(model, batches, span_loss, train_cfg, run_dir)

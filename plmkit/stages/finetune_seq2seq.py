@@ -26,14 +26,14 @@ from plmkit.models.seq2seq import Seq2SeqLM
 from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
 from plmkit.stages.start import model_to_finetune, open_tokenizer
 from plmkit.tasks.generation import (
-    Seq2SeqBatches,
+    collate_pairs,
     encode_pairs,
     generate_texts,
     generation_metrics,
     seq2seq_loss,
 )
 from plmkit.tasks.metrics import markdown_table
-from plmkit.tasks.sampling import steps_for_epochs
+from plmkit.tasks.sampling import SampledBatches, steps_for_epochs
 from plmkit.tasks.tables import read_table
 from plmkit.text.tokenizer import token_roles
 from plmkit.train.state import check_fresh_output
@@ -71,7 +71,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     if train_cfg.max_steps == 0:
         train_cfg = dataclasses.replace(train_cfg, max_steps=steps_for_epochs(
             cfg.epochs, len(train), train_cfg.batch_size, train_cfg.grad_accum))
-    batches = Seq2SeqBatches(train_pairs, train_cfg.batch_size, seed=train_cfg.seed)
+    batches = SampledBatches(train_pairs, train_cfg.batch_size, collate_pairs, seed=train_cfg.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
     result = fit(model, batches, seq2seq_loss, train_cfg, run_dir)

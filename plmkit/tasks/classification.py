@@ -2,15 +2,15 @@
 
 Where it sits: `stages/finetune.py` and `stages/evaluate.py` read a TSV/CSV/JSONL file with
 `read_table`, fix the label ids with `LabelSet`, tokenize once with `encode_examples`, then hand
-`ClassificationBatches` and `classification_loss` to the one trainer; `predict_logits` and
-`evaluate_logits` score a model on a dev or test file. Models never appear here by class: a
-classifier is any `nn.Module` called as `model(input_ids, attention_mask, token_type_ids)` that
-returns logits (B, num_labels), with num_labels == 1 meaning regression.
+tasks/sampling.py `SampledBatches` over `collate_examples`, and `classification_loss`, to the
+one trainer; `predict_logits` and `evaluate_logits` score a model on a dev or test file. Models
+never appear here by class: a classifier is any `nn.Module` called as
+`model(input_ids, attention_mask, token_type_ids)` that returns logits (B, num_labels), with
+num_labels == 1 meaning regression.
 
 Key choices and their cost (reading and validating rows lives in tasks/tables.py):
 - Examples are tokenized once, unpadded, and padded per batch to the longest row; with short
-  sentences most batches are far shorter than max_length. Shuffling is a permutation seeded from
-  (seed, epoch), so the resume cursor is two integers.
+  sentences most batches are far shorter than max_length (shuffling and resume: sampling.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from torch import nn
 
 from plmkit.runtime import UserError
 from plmkit.tasks.metrics import classification_metrics, regression_metrics
-from plmkit.tasks.sampling import EpochSampler
 from plmkit.tasks.tables import Example, check_task
 
 MIN_MAX_LENGTH = 8  # [CLS] A [SEP] B [SEP] plus a few tokens of text
@@ -167,8 +166,8 @@ def _label_tensor(
     return torch.tensor(ids, dtype=torch.long)
 
 
-def _collate(
-    encoded: EncodedSet, indices: Sequence[int], with_labels: bool
+def collate_examples(
+    encoded: EncodedSet, indices: Sequence[int], with_labels: bool = True
 ) -> dict[str, torch.Tensor]:
     """Pad rows `indices` to the longest of them; pad id in input_ids, 0 in the mask."""
     longest = max(len(encoded.input_ids[i]) for i in indices)
@@ -191,35 +190,6 @@ def _collate(
 
 
 # ----------------------------------------------------------------------------- training
-
-
-class ClassificationBatches:
-    """The trainer's BatchSource: shuffled epochs of padded batches (see tasks/sampling.py)."""
-
-    def __init__(
-        self, encoded: EncodedSet, batch_size: int, seed: int, shuffle: bool = True
-    ) -> None:
-        if len(encoded) == 0 or encoded.labels is None:
-            raise UserError("no labelled examples to train on")
-        self.encoded = encoded
-        self.sampler = EpochSampler(len(encoded), batch_size, seed, shuffle)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """Batches per pass over the data (the last one may be smaller)."""
-        return self.sampler.steps_per_epoch
-
-    def next_batch(self, progress: float) -> dict[str, torch.Tensor]:
-        """The next batch of the current epoch; `progress` is ignored."""
-        return _collate(self.encoded, self.sampler.next_indices(), with_labels=True)
-
-    def state_dict(self) -> dict:
-        """The sampler's cursor."""
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        """Resume from `state_dict()`; a different number of examples is a UserError."""
-        self.sampler.load_state_dict(state)
 
 
 def classification_loss(
@@ -252,7 +222,8 @@ def predict_logits(
     try:
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
-                batch = _collate(encoded, order[start : start + batch_size], with_labels=False)
+                rows = order[start : start + batch_size]
+                batch = collate_examples(encoded, rows, with_labels=False)
                 logits = model(*(batch[key].to(device) for key in INPUT_KEYS))  # (B, C)
                 parts.append(logits.float().cpu().numpy())
     finally:

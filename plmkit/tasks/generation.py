@@ -3,10 +3,11 @@ batches → generated text → BLEU, chrF and ROUGE.
 
 Where it sits: `stages/finetune.py` reads a TSV/CSV/JSONL table with `read_table` (the source
 in `table.text_column`, the target in `table.label_column`), tokenizes once with `encode_pairs`,
-and hands `Seq2SeqBatches` and `seq2seq_loss` to the one trainer; `generate_texts` decodes a
-dev or test set with models/generate.py and `generation_metrics` scores it. A model is any
-encoder-decoder called as `model(input_ids, attention_mask, decoder_input_ids)` → logits, and
-decodable by `Seq2SeqDecoding`.
+and hands tasks/sampling.py `SampledBatches` over `collate_pairs`, and `seq2seq_loss`, to the
+one trainer; `generate_texts` decodes a dev or test set with models/generate.py and
+`generation_metrics` scores it. A model is any encoder-decoder called as
+`model(input_ids, attention_mask, decoder_input_ids)` → logits, and decodable by
+`Seq2SeqDecoding`.
 
 Key choice: every sequence is tokenized without the tokenizer's own specials and ends with the
 model's eos, whatever the tokenizer's post-processor does, so a T5 Unigram tokenizer and any
@@ -29,7 +30,6 @@ from torch import nn
 from plmkit.config import GenerationConfig
 from plmkit.models.generate import Seq2SeqDecoding, generate
 from plmkit.runtime import UserError
-from plmkit.tasks.sampling import EpochSampler
 from plmkit.tasks.tables import Example
 
 IGNORE = -100  # label of a padded target position: no loss
@@ -93,26 +93,6 @@ def collate_pairs(pairs: PairSet, indices: Sequence[int]) -> dict[str, torch.Ten
         "decoder_input_ids": torch.from_numpy(decoder_inputs),
         "labels": torch.from_numpy(labels),
     }
-
-
-class Seq2SeqBatches:
-    """The trainer's BatchSource for pairs: shuffled epochs of padded batches."""
-
-    def __init__(self, pairs: PairSet, batch_size: int, seed: int) -> None:
-        self.pairs = pairs
-        self.sampler = EpochSampler(len(pairs), batch_size, seed)
-
-    def next_batch(self, progress: float) -> dict[str, torch.Tensor]:
-        """The next batch of the current epoch; `progress` is ignored."""
-        return collate_pairs(self.pairs, self.sampler.next_indices())
-
-    def state_dict(self) -> dict:
-        """The sampler's cursor."""
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        """Resume from `state_dict()`."""
-        self.sampler.load_state_dict(state)
 
 
 def seq2seq_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:

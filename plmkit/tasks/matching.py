@@ -2,13 +2,13 @@
 
 Where it sits: a stage reads sentence pairs with tasks/tables.py `read_table` (AFQMC/LCQMC:
 label 1 = same meaning; STS-B: a 0-5 score), keeps the positives with `positive_pairs`,
-tokenizes them once with `encode_text_pairs`, and hands `PairBatches` and
-`contrastive_loss(...)` to the one trainer. `embed_texts` turns texts into unit vectors;
-`cosine_similarity` scores pairs (STS-B: `sts_metrics`, Spearman as GLUE reports it) and
-`top_k` retrieves from a corpus (`recall_at_k`); `score_pairs` is the one scorer of a labelled
-pair file that fine-tuning (dev) and `plmkit evaluate` share. An embedder is any `nn.Module`
-called as `model(input_ids, attention_mask, token_type_ids)` that returns (B, H), such as
-models/heads.py `SentenceEmbedder`.
+tokenizes them once with `encode_text_pairs`, and hands tasks/sampling.py `SampledBatches` over
+`collate_text_pairs`, and `contrastive_loss(...)`, to the one trainer. `embed_texts` turns texts
+into unit vectors; `cosine_similarity` scores pairs (STS-B: `sts_metrics`, Spearman as GLUE
+reports it) and `top_k` retrieves from a corpus (`recall_at_k`); `score_pairs` is the one scorer
+of a labelled pair file that fine-tuning (dev) and `plmkit evaluate` share. An embedder is any
+`nn.Module` called as `model(input_ids, attention_mask, token_type_ids)` that returns (B, H),
+such as models/heads.py `SentenceEmbedder`.
 
 Key choices and their cost:
 - Contrastive learning with in-batch negatives (the InfoNCE / "multiple negatives ranking"
@@ -40,7 +40,6 @@ from torch import nn
 from plmkit.runtime import UserError
 from plmkit.tasks.classification import INPUT_KEYS
 from plmkit.tasks.metrics import regression_metrics
-from plmkit.tasks.sampling import EpochSampler
 from plmkit.tasks.tables import Example
 
 MIN_MAX_LENGTH = 3  # [CLS] token [SEP]
@@ -138,39 +137,12 @@ def _pad(rows: Sequence[np.ndarray], pad_id: int) -> dict[str, torch.Tensor]:
     }
 
 
-class PairBatches:
-    """The trainer's BatchSource: B pairs as 2B rows (all a's, then all b's) plus duplicate ids."""
-
-    def __init__(self, pairs: TextPairs, batch_size: int, seed: int, shuffle: bool = True) -> None:
-        if len(pairs) == 0:
-            raise UserError("no positive pairs to train on")
-        if batch_size < 2:
-            raise UserError(f"batch_size={batch_size}: in-batch negatives need at least 2 pairs")
-        self.pairs = pairs
-        self.sampler = EpochSampler(len(pairs), batch_size, seed, shuffle)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """Batches per pass over the pairs."""
-        return self.sampler.steps_per_epoch
-
-    def next_batch(self, progress: float) -> dict[str, torch.Tensor]:
-        """The next batch of the current epoch; `progress` is ignored."""
-        rows = self.sampler.next_indices()
-        batch = _pad(
-            [self.pairs.a[i] for i in rows] + [self.pairs.b[i] for i in rows], self.pairs.pad_id
-        )
-        batch["a_group"] = torch.from_numpy(self.pairs.a_group[rows])
-        batch["b_group"] = torch.from_numpy(self.pairs.b_group[rows])
-        return batch
-
-    def state_dict(self) -> dict:
-        """The sampler's cursor."""
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        """Resume from `state_dict()`."""
-        self.sampler.load_state_dict(state)
+def collate_text_pairs(pairs: TextPairs, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+    """B pairs as 2B rows (all a's, then all b's), plus the duplicate ids of both sides."""
+    batch = _pad([pairs.a[i] for i in indices] + [pairs.b[i] for i in indices], pairs.pad_id)
+    batch["a_group"] = torch.from_numpy(pairs.a_group[indices])
+    batch["b_group"] = torch.from_numpy(pairs.b_group[indices])
+    return batch
 
 
 # ----------------------------------------------------------------------------- training

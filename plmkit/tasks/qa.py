@@ -1,10 +1,11 @@
 """Extractive question answering: questions over contexts → windows → span scores → answers.
 
 Where it sits: a stage reads SQuAD or CMRC files with tasks/qa_data.py `read_qa`, tokenizes once
-with `encode_qa`, and hands `QABatches` and `span_loss` to the one trainer; `predict_spans`
-runs a model over the windows, `decode_answers` turns span scores into answer texts, and
-tasks/qa_scores.py `qa_metrics` scores them. A reader model is any `nn.Module` called as
-`model(input_ids, attention_mask, token_type_ids)` that returns (start, end) logits, each (B, T).
+with `encode_qa`, and hands tasks/sampling.py `SampledBatches` over `collate_qa`, and `span_loss`,
+to the one trainer; `predict_spans` runs a model over the windows, `decode_answers` turns span
+scores into answer texts, and tasks/qa_scores.py `qa_metrics` scores them. A reader model is any
+`nn.Module` called as `model(input_ids, attention_mask, token_type_ids)` that returns (start,
+end) logits, each (B, T).
 
 Key choices and their cost:
 - Each question is encoded with its context as a pair, question first; a context too long for
@@ -36,7 +37,6 @@ from torch import nn
 from plmkit.runtime import UserError
 from plmkit.tasks.classification import INPUT_KEYS
 from plmkit.tasks.qa_data import QAExample
-from plmkit.tasks.sampling import EpochSampler
 
 NO_CHAR = -1  # offset of a token outside the context (question, specials, padding)
 
@@ -151,9 +151,10 @@ def _token_target(spans: np.ndarray, target: tuple[int, int]) -> tuple[int, int]
 # ----------------------------------------------------------------------------- training
 
 
-def _collate(
-    features: QAFeatures, rows: Sequence[int], with_targets: bool
+def collate_qa(
+    features: QAFeatures, rows: Sequence[int], with_targets: bool = True
 ) -> dict[str, torch.Tensor]:
+    """Pad windows `rows` to the longest: pad id in input_ids, 0 in the mask and type ids."""
     longest = max(len(features.input_ids[i]) for i in rows)
     input_ids = np.full((len(rows), longest), features.pad_id, dtype=np.int64)  # (B, T)
     type_ids = np.zeros((len(rows), longest), dtype=np.int64)
@@ -173,35 +174,6 @@ def _collate(
         batch["start_positions"] = torch.from_numpy(features.starts[index])
         batch["end_positions"] = torch.from_numpy(features.ends[index])
     return batch
-
-
-class QABatches:
-    """The trainer's BatchSource: shuffled epochs of padded windows (see tasks/sampling.py)."""
-
-    def __init__(
-        self, features: QAFeatures, batch_size: int, seed: int, shuffle: bool = True
-    ) -> None:
-        if len(features) == 0 or features.starts is None:
-            raise UserError("no QA training windows (encode with training=True)")
-        self.features = features
-        self.sampler = EpochSampler(len(features), batch_size, seed, shuffle)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """Batches per pass over the windows."""
-        return self.sampler.steps_per_epoch
-
-    def next_batch(self, progress: float) -> dict[str, torch.Tensor]:
-        """The next batch of the current epoch; `progress` is ignored."""
-        return _collate(self.features, self.sampler.next_indices(), with_targets=True)
-
-    def state_dict(self) -> dict:
-        """The sampler's cursor."""
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        """Resume from `state_dict()`."""
-        self.sampler.load_state_dict(state)
 
 
 def span_loss(
@@ -234,7 +206,7 @@ def predict_spans(
         with torch.inference_mode():
             for first in range(0, len(order), batch_size):
                 rows = order[first : first + batch_size]
-                batch = _collate(features, rows, with_targets=False)
+                batch = collate_qa(features, rows, with_targets=False)
                 start, end = model(*(batch[key].to(device) for key in INPUT_KEYS))  # (B, T) each
                 start, end = start.float().cpu().numpy(), end.float().cpu().numpy()
                 for row, i in enumerate(rows):

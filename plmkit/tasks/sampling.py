@@ -1,8 +1,10 @@
-"""Which rows go in the next fine-tuning batch: shuffled epochs whose cursor is two integers.
+"""The trainer's batches for every labelled-data task: shuffled epochs whose cursor is two integers.
 
-Every labelled-data task (classification, seq2seq, and the tagging and QA tasks to come) trains
-on a fixed list of encoded rows; this is the one place that orders them. Each epoch is a
-permutation seeded by (seed, epoch), so the resume cursor is (epoch, position) and a resumed
+Every fine-tuning task (classification, seq2seq, tagging, QA, matching) trains on a fixed set of
+encoded rows; `SampledBatches` is the one place that orders them and the one BatchSource they
+hand to the trainer. A task contributes only its collate function, `collate(rows, indices)` →
+padded tensors, so padding stays with the task while ordering and resume live here. Each epoch
+is a permutation seeded by (seed, epoch), so the resume cursor is (epoch, position) and a resumed
 run sees exactly the batches an uninterrupted one would. The cost: no length bucketing, so a
 batch pads to its longest row.
 """
@@ -10,21 +12,34 @@ batch pads to its longest row.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sized
+from typing import Generic, TypeVar
 
 import numpy as np
+import torch
 
 from plmkit.runtime import UserError
 
+Rows = TypeVar("Rows", bound=Sized)
 
-class EpochSampler:
-    """Batches of row indices over shuffled epochs, resumable from `state_dict`."""
 
-    def __init__(self, num_rows: int, batch_size: int, seed: int, shuffle: bool = True) -> None:
-        if num_rows < 1:
+class SampledBatches(Generic[Rows]):
+    """Batches `collate(rows, indices)` over shuffled epochs of `rows`; resumable (`state_dict`)."""
+
+    def __init__(
+        self,
+        rows: Rows,
+        batch_size: int,
+        collate: Callable[[Rows, np.ndarray], dict[str, torch.Tensor]],
+        seed: int,
+        shuffle: bool = True,
+    ) -> None:
+        if len(rows) < 1:
             raise UserError("no labelled examples to train on")
         if batch_size < 1:
             raise UserError(f"batch_size={batch_size}: must be at least 1")
-        self.num_rows, self.batch_size, self.seed, self.shuffle = num_rows, batch_size, seed, shuffle
+        self.rows, self.collate, self.num_rows = rows, collate, len(rows)
+        self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
         self.epoch, self.position = 0, 0
         self._order: tuple[int, np.ndarray] | None = None  # (epoch, permutation) cache
 
@@ -40,13 +55,13 @@ class EpochSampler:
             self._order = (self.epoch, order)
         return self._order[1]
 
-    def next_indices(self) -> np.ndarray:
-        """Row indices of the next batch of the current epoch (a new epoch starts when it ends)."""
+    def next_batch(self, progress: float) -> dict[str, torch.Tensor]:
+        """The next batch (a new epoch starts when one ends); `progress` is ignored."""
         if self.position >= self.num_rows:
             self.epoch, self.position = self.epoch + 1, 0
         indices = self._permutation()[self.position : self.position + self.batch_size]
         self.position += len(indices)
-        return indices
+        return self.collate(self.rows, indices)
 
     def state_dict(self) -> dict:
         """JSON-serialisable cursor: the next batch after a reload is the one that would have come."""

@@ -2,10 +2,11 @@
 
 Where it sits: a stage reads files with tasks/tagged.py `read_tagged`, fixes the tag ids with
 `tag_label_set` (from the training file), tokenizes once with `encode_tagged`, and hands
-`TokenBatches` and `token_classification_loss` to the one trainer; `predict_tags` maps a model's
-outputs back to one tag per word, `sentence_entities` turns them into entities with character
-offsets, and `ner_metrics` scores entities with seqeval. A tagger is any `nn.Module` called as
-`model(input_ids, attention_mask, token_type_ids)` that returns logits (B, T, num_tags).
+tasks/sampling.py `SampledBatches` over `collate_tagged`, and `token_classification_loss`, to the
+one trainer; `predict_tags` maps a model's outputs back to one tag per word, `sentence_entities`
+turns them into entities with character offsets, and `ner_metrics` scores entities with seqeval.
+A tagger is any `nn.Module` called as `model(input_ids, attention_mask, token_type_ids)` that
+returns logits (B, T, num_tags).
 
 Key choices and their cost:
 - Words are encoded pre-tokenized (`is_pretokenized=True`), so `word_ids` say which word each
@@ -35,7 +36,6 @@ from torch import nn
 
 from plmkit.runtime import UserError
 from plmkit.tasks.classification import INPUT_KEYS, LabelSet
-from plmkit.tasks.sampling import EpochSampler
 from plmkit.tasks.tagged import TaggedSentence
 from plmkit.tasks.tags import (
     OUTSIDE,
@@ -183,8 +183,8 @@ def _window(
     return np.asarray(ids, dtype=np.int64), np.asarray(words, dtype=np.int64)
 
 
-def _collate(
-    features: TokenFeatures, rows: Sequence[int], with_labels: bool
+def collate_tagged(
+    features: TokenFeatures, rows: Sequence[int], with_labels: bool = True
 ) -> dict[str, torch.Tensor]:
     """Pad windows `rows` to the longest: pad id in input_ids, IGNORE in labels, 0 in the mask."""
     longest = max(len(features.input_ids[i]) for i in rows)
@@ -208,35 +208,6 @@ def _collate(
 
 
 # ----------------------------------------------------------------------------- training
-
-
-class TokenBatches:
-    """The trainer's BatchSource: shuffled epochs of padded windows (see tasks/sampling.py)."""
-
-    def __init__(
-        self, features: TokenFeatures, batch_size: int, seed: int, shuffle: bool = True
-    ) -> None:
-        if len(features) == 0 or features.labels is None:
-            raise UserError("no tagged sentences to train on")
-        self.features = features
-        self.sampler = EpochSampler(len(features), batch_size, seed, shuffle)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """Batches per pass over the windows."""
-        return self.sampler.steps_per_epoch
-
-    def next_batch(self, progress: float) -> dict[str, torch.Tensor]:
-        """The next batch of the current epoch; `progress` is ignored."""
-        return _collate(self.features, self.sampler.next_indices(), with_labels=True)
-
-    def state_dict(self) -> dict:
-        """The sampler's cursor."""
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        """Resume from `state_dict()`."""
-        self.sampler.load_state_dict(state)
 
 
 def token_classification_loss(
@@ -271,7 +242,7 @@ def predict_tags(
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
-                batch = _collate(features, rows, with_labels=False)
+                batch = collate_tagged(features, rows, with_labels=False)
                 logits = model(*(batch[key].to(device) for key in INPUT_KEYS))  # (B, T, C)
                 best = logits.argmax(dim=-1).cpu().numpy()  # (B, T)
                 for row, i in enumerate(rows):

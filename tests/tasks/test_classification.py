@@ -20,15 +20,16 @@ from plmkit.config import TableConfig
 from plmkit.runtime import UserError
 from plmkit.tasks.baseline import tfidf_baseline
 from plmkit.tasks.classification import (
-    ClassificationBatches,
     EncodedSet,
     Example,
     LabelSet,
     classification_loss,
+    collate_examples,
     encode_examples,
     evaluate_logits,
     predict_logits,
 )
+from plmkit.tasks.sampling import SampledBatches
 from plmkit.tasks.tables import read_table
 
 SST2 = TableConfig(text_column="sentence")
@@ -288,7 +289,7 @@ def numbered_set(lengths: list[int]) -> EncodedSet:
 
 def test_batches_pad_to_the_longest_row():
     lengths = [3, 7, 5, 2, 6]
-    batch = ClassificationBatches(numbered_set(lengths), batch_size=5, seed=0).next_batch(0.0)
+    batch = SampledBatches(numbered_set(lengths), 5, collate_examples, seed=0).next_batch(0.0)
     rows = batch["labels"].long().tolist()
     assert batch["input_ids"].shape == (5, 7) and batch["input_ids"].dtype == torch.long
     for b, i in enumerate(rows):
@@ -299,7 +300,7 @@ def test_batches_pad_to_the_longest_row():
 
 
 def test_every_example_once_per_epoch_in_a_new_order():
-    batches = ClassificationBatches(numbered_set([4] * 10), batch_size=3, seed=1)
+    batches = SampledBatches(numbered_set([4] * 10), 3, collate_examples, seed=1)
     epochs = []
     for _ in range(2):
         sizes, seen = [], []
@@ -314,11 +315,11 @@ def test_every_example_once_per_epoch_in_a_new_order():
 
 def test_resume_gives_the_same_next_batches():
     data = numbered_set(list(range(2, 12)))
-    first = ClassificationBatches(data, batch_size=4, seed=7)
+    first = SampledBatches(data, 4, collate_examples, seed=7)
     for _ in range(4):  # into the second epoch
         first.next_batch(0.3)
     state = json.loads(json.dumps(first.state_dict()))
-    resumed = ClassificationBatches(data, batch_size=4, seed=7)
+    resumed = SampledBatches(data, 4, collate_examples, seed=7)
     resumed.load_state_dict(state)
     for _ in range(3):  # across the next epoch boundary too
         want, got = first.next_batch(0.5), resumed.next_batch(0.5)
@@ -326,7 +327,7 @@ def test_resume_gives_the_same_next_batches():
 
 
 def test_resume_with_a_different_training_file_is_an_error():
-    batches = ClassificationBatches(numbered_set([3] * 5), batch_size=2, seed=0)
+    batches = SampledBatches(numbered_set([3] * 5), 2, collate_examples, seed=0)
     with pytest.raises(UserError, match="trained on 9 examples, this training file has 5"):
         batches.load_state_dict({"epoch": 0, "position": 2, "num_examples": 9})
 
@@ -427,7 +428,7 @@ def test_training_on_sst2_lowers_the_loss(shared_data, minilm_tokenizer):
     torch.manual_seed(0)
     model = BagOfWords()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    batches = ClassificationBatches(encoded, batch_size=32, seed=0)
+    batches = SampledBatches(encoded, 32, collate_examples, seed=0)
     losses = []
     for step in range(40):
         loss, _ = classification_loss(model, batches.next_batch(step / 40))

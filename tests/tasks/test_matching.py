@@ -16,7 +16,7 @@ from plmkit.config import ModelConfig, TableConfig, TokenizerStageConfig
 from plmkit.models.heads import SentenceEmbedder
 from plmkit.runtime import UserError
 from plmkit.tasks.matching import (
-    PairBatches,
+    collate_text_pairs,
     contrastive_loss,
     cosine_similarity,
     embed_texts,
@@ -27,6 +27,7 @@ from plmkit.tasks.matching import (
     sts_metrics,
     top_k,
 )
+from plmkit.tasks.sampling import SampledBatches
 from plmkit.tasks.tables import Example, read_table
 from plmkit.text.tokenizer import train_tokenizer
 
@@ -98,12 +99,10 @@ def test_batches_stack_both_sides_and_mark_duplicates() -> None:
     )
     pairs = encode_text_pairs(tok, PAIRS + [(PAIRS[0][0], "a new answer")], max_length=16)
     assert pairs.a_group.tolist() == [0, 1, 2, 3, 4, 5, 0]
-    batch = PairBatches(pairs, batch_size=7, seed=0, shuffle=False).next_batch(0.0)
+    batch = collate_text_pairs(pairs, np.arange(7))
     assert batch["input_ids"].shape[0] == 14
     assert batch["input_ids"][0].tolist()[: len(pairs.a[0])] == pairs.a[0].tolist()
     assert batch["input_ids"][7].tolist()[: len(pairs.b[0])] == pairs.b[0].tolist()
-    with pytest.raises(UserError, match="at least 2 pairs"):
-        PairBatches(pairs, batch_size=1, seed=0)
 
 
 def test_top_k_and_recall_match_brute_force() -> None:
@@ -154,7 +153,8 @@ def test_tiny_embedder_learns_to_retrieve_its_pairs(single_thread) -> None:
     )
     torch.manual_seed(0)
     model = SentenceEmbedder(cfg, pooling="mean")
-    batches = PairBatches(encode_text_pairs(tok, PAIRS, max_length=16), batch_size=6, seed=0)
+    pairs = encode_text_pairs(tok, PAIRS, max_length=16)
+    batches = SampledBatches(pairs, 6, collate_text_pairs, seed=0)
     loss_fn = contrastive_loss(temperature=0.1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []

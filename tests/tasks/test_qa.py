@@ -21,8 +21,8 @@ from plmkit.config import TokenizerStageConfig
 from plmkit.runtime import UserError
 from plmkit.tasks.qa import (
     NO_CHAR,
-    QABatches,
     best_spans,
+    collate_qa,
     decode_answers,
     encode_qa,
     predict_spans,
@@ -30,6 +30,7 @@ from plmkit.tasks.qa import (
 )
 from plmkit.tasks.qa_data import read_qa
 from plmkit.tasks.qa_scores import cmrc_exact, cmrc_f1, qa_metrics, squad_f1, squad_normalize
+from plmkit.tasks.sampling import SampledBatches
 from plmkit.text.tokenizer import train_tokenizer
 
 EN = (
@@ -335,7 +336,7 @@ def test_span_loss_trains_the_targets(tmp_path, tokenizer, single_thread) -> Non
     )
     torch.manual_seed(0)
     model = SpanExtractor(cfg)
-    batches = QABatches(features, batch_size=len(features), seed=0)
+    batches = SampledBatches(features, len(features), collate_qa, seed=0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     first = None
     for _ in range(30):

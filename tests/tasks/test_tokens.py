@@ -20,11 +20,12 @@ from torch import nn
 from plmkit.config import ModelConfig, TokenizerStageConfig
 from plmkit.models.heads import TokenClassifier
 from plmkit.runtime import UserError
+from plmkit.tasks.sampling import SampledBatches
 from plmkit.tasks.tagged import TaggedSentence, read_tagged, retag
 from plmkit.tasks.tags import tags_to_spans
 from plmkit.tasks.tokens import (
     IGNORE,
-    TokenBatches,
+    collate_tagged,
     encode_tagged,
     ner_metrics,
     predict_tags,
@@ -267,7 +268,7 @@ def test_tiny_tagger_loss_goes_down(tokenizer, single_thread) -> None:
     )
     torch.manual_seed(0)
     model = TokenClassifier(cfg, len(labels))
-    batches = TokenBatches(features, batch_size=2, seed=0)
+    batches = SampledBatches(features, 2, collate_tagged, seed=0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(30):
