@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from plmkit.runtime import UserError
-from plmkit.tasks.tables import read_utf8
+from plmkit.tasks.tables import json_objects, read_utf8
 
 
 @dataclass(frozen=True)
@@ -259,17 +259,7 @@ def read_qa_inputs(path: str | Path) -> tuple[list[QAExample], bool]:
 def _jsonl_questions(path: Path, text: str) -> list[QAExample]:
     """One QAExample per non-blank line of {"question", "context"}; its id is the line number."""
     examples = []
-    for number, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise UserError(
-                f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})"
-            ) from None
-        if not isinstance(record, dict):
-            raise UserError(f"{path}:{number}: expected a JSON object with 'question' and 'context'")
+    for number, record in json_objects(path, text, "a JSON object with 'question' and 'context'"):
         for key in ("question", "context"):
             if not isinstance(record.get(key), str):
                 raise UserError(f"{path}:{number}: '{key}' is missing or not a string")

@@ -159,8 +159,9 @@ def _require_columns(
             )
 
 
-def _json_records(path: Path, text: str, required: list[str]) -> Iterator[tuple[int, dict]]:
-    """(line, object) per non-blank line of a JSON-lines file."""
+def json_objects(path: Path, text: str, expected: str = "a JSON object") -> Iterator[tuple[int, dict]]:
+    """(line number, object) per non-blank line of a JSON-lines file; a line that is not a JSON
+    object is an error naming the file and line (`expected` says what it should have been)."""
     for line, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
@@ -171,7 +172,13 @@ def _json_records(path: Path, text: str, required: list[str]) -> Iterator[tuple[
                 f"{path}:{line}: not valid JSON ({err.msg} at column {err.colno})"
             ) from None
         if not isinstance(record, dict):
-            raise UserError(f"{path}:{line}: expected a JSON object, got {type(record).__name__}")
+            raise UserError(f"{path}:{line}: expected {expected}, got {type(record).__name__}")
+        yield line, record
+
+
+def _json_records(path: Path, text: str, required: list[str]) -> Iterator[tuple[int, dict]]:
+    """(line, object) per non-blank line of a JSON-lines table, with its required columns."""
+    for line, record in json_objects(path, text):
         _require_columns(path, line, list(record), required, "")
         yield line, record
 

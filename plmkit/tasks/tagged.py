@@ -18,7 +18,6 @@ and is not recovered.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -26,7 +25,7 @@ from pathlib import Path
 
 from plmkit.config import TagConfig
 from plmkit.runtime import UserError
-from plmkit.tasks.tables import read_utf8
+from plmkit.tasks.tables import json_objects, read_utf8
 from plmkit.tasks.tags import check_scheme, check_tag, convert_tags
 
 DOCSTART = "-DOCSTART-"
@@ -177,17 +176,7 @@ def _check_columns(
 
 def _jsonl_rows(path: Path, text: str, need_tags: bool) -> Iterator[_Row]:
     """(words, tags or None, line) per non-blank line of {"tokens": [...], "tags": [...]}."""
-    for number, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise UserError(
-                f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})"
-            ) from None
-        if not isinstance(record, dict):
-            raise UserError(f"{path}:{number}: expected a JSON object with 'tokens' and 'tags'")
+    for number, record in json_objects(path, text, "a JSON object with 'tokens' and 'tags'"):
         words = _string_list(path, number, record, "tokens")
         if not words:
             raise UserError(f"{path}:{number}: 'tokens' is empty")
