@@ -26,6 +26,7 @@ from torch import nn
 
 from plmkit.runtime import UserError
 from plmkit.tasks.metrics import classification_metrics, regression_metrics
+from plmkit.tasks.sampling import pad_inputs
 from plmkit.tasks.tables import Example, check_task
 
 MIN_MAX_LENGTH = 8  # [CLS] A [SEP] B [SEP] plus a few tokens of text
@@ -170,20 +171,8 @@ def collate_examples(
     encoded: EncodedSet, indices: Sequence[int], with_labels: bool = True
 ) -> dict[str, torch.Tensor]:
     """Pad rows `indices` to the longest of them; pad id in input_ids, 0 in the mask."""
-    longest = max(len(encoded.input_ids[i]) for i in indices)
-    input_ids = np.full((len(indices), longest), encoded.pad_id, dtype=np.int64)  # (B, T)
-    type_ids = np.zeros((len(indices), longest), dtype=np.int64)
-    mask = np.zeros((len(indices), longest), dtype=np.int64)
-    for row, i in enumerate(indices):
-        n = len(encoded.input_ids[i])
-        input_ids[row, :n] = encoded.input_ids[i]
-        type_ids[row, :n] = encoded.token_type_ids[i]
-        mask[row, :n] = 1
-    batch = {
-        "input_ids": torch.from_numpy(input_ids),
-        "attention_mask": torch.from_numpy(mask),
-        "token_type_ids": torch.from_numpy(type_ids),
-    }
+    batch = pad_inputs([encoded.input_ids[i] for i in indices], encoded.pad_id,
+                       [encoded.token_type_ids[i] for i in indices])
     if with_labels and encoded.labels is not None:
         batch["labels"] = encoded.labels[torch.as_tensor(np.asarray(indices, dtype=np.int64))]
     return batch

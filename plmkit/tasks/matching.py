@@ -40,6 +40,7 @@ from torch import nn
 from plmkit.runtime import UserError
 from plmkit.tasks.classification import INPUT_KEYS
 from plmkit.tasks.metrics import regression_metrics
+from plmkit.tasks.sampling import pad_inputs
 from plmkit.tasks.tables import Example
 
 MIN_MAX_LENGTH = 3  # [CLS] token [SEP]
@@ -122,24 +123,9 @@ def encode_text_pairs(
     )
 
 
-def _pad(rows: Sequence[np.ndarray], pad_id: int) -> dict[str, torch.Tensor]:
-    """Model inputs for `rows`, padded to the longest (one segment: type ids all 0)."""
-    longest = max(len(r) for r in rows)
-    ids = np.full((len(rows), longest), pad_id, dtype=np.int64)  # (N, T)
-    mask = np.zeros((len(rows), longest), dtype=np.int64)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)], mask[i, : len(row)] = row, 1
-    ids_t = torch.from_numpy(ids)
-    return {
-        "input_ids": ids_t,
-        "attention_mask": torch.from_numpy(mask),
-        "token_type_ids": torch.zeros_like(ids_t),
-    }
-
-
 def collate_text_pairs(pairs: TextPairs, indices: Sequence[int]) -> dict[str, torch.Tensor]:
     """B pairs as 2B rows (all a's, then all b's), plus the duplicate ids of both sides."""
-    batch = _pad([pairs.a[i] for i in indices] + [pairs.b[i] for i in indices], pairs.pad_id)
+    batch = pad_inputs([pairs.a[i] for i in indices] + [pairs.b[i] for i in indices], pairs.pad_id)
     batch["a_group"] = torch.from_numpy(pairs.a_group[indices])
     batch["b_group"] = torch.from_numpy(pairs.b_group[indices])
     return batch
@@ -198,7 +184,7 @@ def embed_texts(
     try:
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
-                batch = _pad([rows[i] for i in order[start : start + batch_size]], pad_id)
+                batch = pad_inputs([rows[i] for i in order[start : start + batch_size]], pad_id)
                 vectors = model(*(batch[key].to(device) for key in INPUT_KEYS))  # (B, H)
                 parts.append(F.normalize(vectors.float(), dim=-1).cpu().numpy())  # (B, H)
     finally:

@@ -37,6 +37,7 @@ from torch import nn
 from plmkit.runtime import UserError
 from plmkit.tasks.classification import INPUT_KEYS
 from plmkit.tasks.qa_data import QAExample
+from plmkit.tasks.sampling import pad_inputs
 
 NO_CHAR = -1  # offset of a token outside the context (question, specials, padding)
 
@@ -155,20 +156,8 @@ def collate_qa(
     features: QAFeatures, rows: Sequence[int], with_targets: bool = True
 ) -> dict[str, torch.Tensor]:
     """Pad windows `rows` to the longest: pad id in input_ids, 0 in the mask and type ids."""
-    longest = max(len(features.input_ids[i]) for i in rows)
-    input_ids = np.full((len(rows), longest), features.pad_id, dtype=np.int64)  # (B, T)
-    type_ids = np.zeros((len(rows), longest), dtype=np.int64)
-    mask = np.zeros((len(rows), longest), dtype=np.int64)
-    for row, i in enumerate(rows):
-        n = len(features.input_ids[i])
-        input_ids[row, :n] = features.input_ids[i]
-        type_ids[row, :n] = features.token_type_ids[i]
-        mask[row, :n] = 1
-    batch = {
-        "input_ids": torch.from_numpy(input_ids),
-        "attention_mask": torch.from_numpy(mask),
-        "token_type_ids": torch.from_numpy(type_ids),
-    }
+    batch = pad_inputs([features.input_ids[i] for i in rows], features.pad_id,
+                       [features.token_type_ids[i] for i in rows])
     if with_targets and features.starts is not None:
         index = np.asarray(rows, dtype=np.int64)
         batch["start_positions"] = torch.from_numpy(features.starts[index])

@@ -3,7 +3,7 @@
 Every fine-tuning task (classification, seq2seq, tagging, QA, matching) trains on a fixed set of
 encoded rows; `SampledBatches` is the one place that orders them and the one BatchSource they
 hand to the trainer. A task contributes only its collate function, `collate(rows, indices)` →
-padded tensors, so padding stays with the task while ordering and resume live here. Each epoch
+padded tensors (built on `pad_inputs`), while ordering and resume live here. Each epoch
 is a permutation seeded by (seed, epoch), so the resume cursor is (epoch, position) and a resumed
 run sees exactly the batches an uninterrupted one would. The cost: no length bucketing, so a
 batch pads to its longest row.
@@ -12,7 +12,7 @@ batch pads to its longest row.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Sequence, Sized
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -82,3 +82,24 @@ def steps_for_epochs(epochs: float, num_rows: int, batch_size: int, grad_accum: 
     if batch_size < 1 or grad_accum < 1:
         raise UserError("finetune: train.batch_size and train.grad_accum must be at least 1")
     return max(1, math.ceil(epochs * num_rows / (batch_size * grad_accum)))
+
+
+def pad_inputs(
+    rows: Sequence[Sequence[int]], pad_id: int, type_rows: Sequence[Sequence[int]] | None = None
+) -> dict[str, torch.Tensor]:
+    """Encoder inputs for token-id rows, right-padded to the longest: input_ids (pad_id at the
+    padding), attention_mask (1 = token) and token_type_ids (from `type_rows`, else all 0)."""
+    longest = max(len(r) for r in rows)
+    input_ids = np.full((len(rows), longest), pad_id, dtype=np.int64)  # (B, T)
+    type_ids = np.zeros((len(rows), longest), dtype=np.int64)
+    mask = np.zeros((len(rows), longest), dtype=np.int64)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+        if type_rows is not None:
+            type_ids[i, : len(row)] = type_rows[i]
+    return {
+        "input_ids": torch.from_numpy(input_ids),
+        "attention_mask": torch.from_numpy(mask),
+        "token_type_ids": torch.from_numpy(type_ids),
+    }

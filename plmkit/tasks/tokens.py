@@ -36,6 +36,7 @@ from torch import nn
 
 from plmkit.runtime import UserError
 from plmkit.tasks.classification import INPUT_KEYS, LabelSet
+from plmkit.tasks.sampling import pad_inputs
 from plmkit.tasks.tagged import TaggedSentence
 from plmkit.tasks.tags import (
     OUTSIDE,
@@ -187,22 +188,11 @@ def collate_tagged(
     features: TokenFeatures, rows: Sequence[int], with_labels: bool = True
 ) -> dict[str, torch.Tensor]:
     """Pad windows `rows` to the longest: pad id in input_ids, IGNORE in labels, 0 in the mask."""
-    longest = max(len(features.input_ids[i]) for i in rows)
-    input_ids = np.full((len(rows), longest), features.pad_id, dtype=np.int64)  # (B, T)
-    mask = np.zeros((len(rows), longest), dtype=np.int64)
-    labels = np.full((len(rows), longest), IGNORE, dtype=np.int64)
-    for row, i in enumerate(rows):
-        n = len(features.input_ids[i])
-        input_ids[row, :n] = features.input_ids[i]
-        mask[row, :n] = 1
-        if with_labels and features.labels is not None:
-            labels[row, :n] = features.labels[i]
-    batch = {
-        "input_ids": torch.from_numpy(input_ids),
-        "attention_mask": torch.from_numpy(mask),
-        "token_type_ids": torch.zeros_like(torch.from_numpy(input_ids)),
-    }
+    batch = pad_inputs([features.input_ids[i] for i in rows], features.pad_id)
     if with_labels and features.labels is not None:
+        labels = np.full(batch["input_ids"].shape, IGNORE, dtype=np.int64)  # (B, T)
+        for row, i in enumerate(rows):
+            labels[row, : len(features.labels[i])] = features.labels[i]
         batch["labels"] = torch.from_numpy(labels)
     return batch
 
