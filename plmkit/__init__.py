@@ -22,6 +22,7 @@ _STAGES = {
     "predict": "predict",
     "generate": "generate",
     "demo": "recipe",
+    "suite": "suite",  # plmkit.suite(SuiteConfig): `plmkit evaluate --suite FILE.yaml`
 }
 
 __all__ = [*_STAGES, "load", "load_generator", "load_reader", "load_embedder", "__version__"]

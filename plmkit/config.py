@@ -308,6 +308,19 @@ class EvaluateConfig:
 
 
 @dataclasses.dataclass
+class SuiteConfig:
+    """`plmkit evaluate --suite FILE.yaml`: fine-tune one model on a list of tasks → one table."""
+
+    init: str | None = None  # the model every task starts from (run dir or Hugging Face dir)
+    data: str = "../shared/data"  # relative train_file / dev_file paths are under this folder
+    output: str = "runs/suite"  # OUTPUT/<task>/ per task; suite.md, suite.json and built data here
+    only: list[str] = dataclasses.field(default_factory=list)  # run just these task names (default: all)
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)  # finetune settings every task starts from
+    tasks: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # name, metric, source + finetune settings
+    override: dict[str, Any] = dataclasses.field(default_factory=dict)  # finetune settings over every task's own (override.train.max_steps=5: a smoke run)
+
+
+@dataclasses.dataclass
 class ExportConfig:
     """`plmkit export`: write a model as a Hugging Face directory of a chosen architecture."""
 
