@@ -18,7 +18,7 @@ from plmkit.config import FinetuneConfig, dump_yaml, to_dict
 from plmkit.models.heads import SequenceClassifier
 from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
 from plmkit.stages import finetune_matching, finetune_ner, finetune_qa, finetune_seq2seq
-from plmkit.stages.start import model_to_finetune, open_tokenizer
+from plmkit.stages.start import model_to_finetune, open_tokenizer, train_config
 from plmkit.tasks import sampling
 from plmkit.tasks.classification import (
     LabelSet,
@@ -81,9 +81,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     if checkpoint:
         load_into(model, checkpoint)
 
-    train_cfg = cfg.train
-    if train_cfg.max_steps == 0:
-        train_cfg = dataclasses.replace(train_cfg, max_steps=steps_for_epochs(cfg, len(train)))
+    train_cfg = train_config(cfg, len(train))
     batches = sampling.SampledBatches(
         train_set, train_cfg.batch_size, collate_examples, seed=train_cfg.seed
     )

@@ -13,7 +13,6 @@ records the pooling and columns in config.json for `evaluate`, `predict` and `lo
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from functools import partial
 from pathlib import Path
@@ -23,7 +22,7 @@ from plmkit.checkpoint import load_into, save_model
 from plmkit.config import FinetuneConfig, dump_yaml, to_dict
 from plmkit.models.heads import SentenceEmbedder
 from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
-from plmkit.stages.start import model_to_finetune, open_tokenizer
+from plmkit.stages.start import model_to_finetune, open_tokenizer, train_config
 from plmkit.tasks.matching import (
     collate_text_pairs,
     contrastive_loss,
@@ -34,7 +33,7 @@ from plmkit.tasks.matching import (
     score_pairs,
 )
 from plmkit.tasks.metrics import markdown_table
-from plmkit.tasks.sampling import SampledBatches, steps_for_epochs
+from plmkit.tasks.sampling import SampledBatches
 from plmkit.tasks.tables import read_table
 from plmkit.text.tokenizer import special_ids
 from plmkit.train.state import check_fresh_output
@@ -72,12 +71,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     if checkpoint:
         load_into(model, checkpoint, architecture=ARCHITECTURE)
 
-    train_cfg = cfg.train
-    if train_cfg.max_steps == 0:
-        steps = steps_for_epochs(
-            cfg.epochs, len(train_set), train_cfg.batch_size, train_cfg.grad_accum
-        )
-        train_cfg = dataclasses.replace(train_cfg, max_steps=steps)
+    train_cfg = train_config(cfg, len(train_set))
     batches = SampledBatches(
         train_set, train_cfg.batch_size, collate_text_pairs, seed=train_cfg.seed
     )

@@ -10,7 +10,6 @@ that also records how files are read, for `evaluate` and `predict`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,10 @@ from plmkit.checkpoint import load_into, save_model
 from plmkit.config import FinetuneConfig, dump_yaml, to_dict
 from plmkit.models.heads import TokenClassifier
 from plmkit.runtime import atomic_write_text, pick_device, print0, seed_everything
-from plmkit.stages.start import model_to_finetune, open_tokenizer
+from plmkit.stages.start import model_to_finetune, open_tokenizer, train_config
 from plmkit.tasks.classification import LabelSet
 from plmkit.tasks.metrics import markdown_table
-from plmkit.tasks.sampling import SampledBatches, steps_for_epochs
+from plmkit.tasks.sampling import SampledBatches
 from plmkit.tasks.tagged import read_tagged_file
 from plmkit.tasks.tokens import (
     collate_tagged,
@@ -59,10 +58,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     if checkpoint:
         load_into(model, checkpoint, architecture=ARCHITECTURE)
 
-    train_cfg = cfg.train
-    if train_cfg.max_steps == 0:
-        train_cfg = dataclasses.replace(train_cfg, max_steps=steps_for_epochs(
-            cfg.epochs, len(train_set), train_cfg.batch_size, train_cfg.grad_accum))
+    train_cfg = train_config(cfg, len(train_set))
     batches = SampledBatches(train_set, train_cfg.batch_size, collate_tagged, seed=train_cfg.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))

@@ -10,7 +10,6 @@ and `generate`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from plmkit.config import (
 )
 from plmkit.models.seq2seq import Seq2SeqLM
 from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
-from plmkit.stages.start import model_to_finetune, open_tokenizer
+from plmkit.stages.start import model_to_finetune, open_tokenizer, train_config
 from plmkit.tasks.generation import (
     collate_pairs,
     encode_pairs,
@@ -33,7 +32,7 @@ from plmkit.tasks.generation import (
     seq2seq_loss,
 )
 from plmkit.tasks.metrics import markdown_table
-from plmkit.tasks.sampling import SampledBatches, steps_for_epochs
+from plmkit.tasks.sampling import SampledBatches
 from plmkit.tasks.tables import read_table
 from plmkit.text.tokenizer import token_roles
 from plmkit.train.state import check_fresh_output
@@ -67,10 +66,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     if checkpoint:
         load_into(model, checkpoint)
 
-    train_cfg = cfg.train
-    if train_cfg.max_steps == 0:
-        train_cfg = dataclasses.replace(train_cfg, max_steps=steps_for_epochs(
-            cfg.epochs, len(train), train_cfg.batch_size, train_cfg.grad_accum))
+    train_cfg = train_config(cfg, len(train))
     batches = SampledBatches(train_pairs, train_cfg.batch_size, collate_pairs, seed=train_cfg.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))

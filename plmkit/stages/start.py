@@ -15,8 +15,9 @@ from typing import Any
 from tokenizers import Tokenizer
 
 from plmkit.checkpoint import Checkpoint, read_checkpoint, resolve_model_dir
-from plmkit.config import FinetuneConfig, ModelConfig, check_model_config
+from plmkit.config import FinetuneConfig, ModelConfig, TrainConfig, check_model_config
 from plmkit.runtime import UserError
+from plmkit.tasks.sampling import steps_for_epochs
 from plmkit.text.tokenizer import load_tokenizer
 
 FAMILY_WORDS = {"bert": "an encoder (family bert)", "t5": "an encoder-decoder (family t5)",
@@ -55,3 +56,11 @@ def model_to_finetune(cfg: FinetuneConfig, tokenizer: Tokenizer, init_dir: Path 
         raise UserError(f"finetune: max_length {cfg.max_length} exceeds the model's max_position "
                         f"{model_cfg.max_position}")
     return checkpoint, model_cfg
+
+
+def train_config(cfg: FinetuneConfig, num_rows: int) -> TrainConfig:
+    """cfg.train, with max_steps set from cfg.epochs over `num_rows` training rows when it is 0."""
+    if cfg.train.max_steps:
+        return cfg.train
+    steps = steps_for_epochs(cfg.epochs, num_rows, cfg.train.batch_size, cfg.train.grad_accum)
+    return dataclasses.replace(cfg.train, max_steps=steps)
