@@ -18,7 +18,9 @@ import itertools
 import re
 
 import numpy as np
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+from plmkit.text.tokenizer import bert_normalizer
 
 _WORD = re.compile(r"[A-Za-z0-9]+|[^A-Za-z0-9 ]|\n")  # BertPreTokenizer on plain text, + "\n"
 # Printable ASCII plus Unicode punctuation (P*) that has no case and no decomposition, which
@@ -43,9 +45,10 @@ class SentenceEncoder:
     def __init__(self, tok: Tokenizer, max_cache: int = 200_000) -> None:
         self.tok = tok
         self.max_cache = max_cache
-        norm, pre = tok.normalizer, tok.pre_tokenizer
+        # NFKC/NFC in front of BERT's normaliser leave the plain sentences alone too.
+        norm, pre = bert_normalizer(tok), tok.pre_tokenizer
         self.fast = (
-            isinstance(norm, normalizers.BertNormalizer)
+            norm is not None
             and isinstance(pre, pre_tokenizers.BertPreTokenizer)
             and isinstance(tok.model, models.WordPiece)
         )

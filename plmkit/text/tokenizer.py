@@ -6,12 +6,18 @@ same ids. We write `tokenizer.json` plus the small files older loaders want (`vo
 `tokenizer_config.json`, `special_tokens_map.json`); the cost is keeping four files in step,
 which is why only `save_tokenizer` writes them, all at once, into an atomic directory.
 
+The corpus reader's Unicode normalisation (NFKC by default) is also the first step of the
+tokenizer's normaliser, so text that never passes through the reader (fine-tuning files, a
+prompt, a user's `AutoTokenizer` call) is read the same way: without it, full-width "，（）："
+in Chinese text are [UNK] outside pretraining. Transformers' named tokenizer classes rebuild
+their normaliser from code, so such a tokenizer is declared `PreTrainedTokenizerFast`, which
+runs tokenizer.json as written.
+
 Three kinds, one per model family: BERT's WordPiece (special tokens at fixed ids 0-4), GPT-2's
 byte-level BPE (`<|endoftext|>` at id 0 is bos, eos and pad) and T5's Unigram (`<pad>` 0, `</s>`
 1, `<unk>` 2, the sentinels `<extra_id_0…99>` as the last ids). Transformers' GPT2Tokenizer and
 T5Tokenizer rebuild their normaliser and pre-tokeniser from code, not from tokenizer.json, so
-our BPE and Unigram pipelines are exactly those: the cost is that neither can lower-case (and
-corpus.py's NFKC is the only normalisation). BPE and Unigram put a space (or "▁") before every
+our BPE and Unigram pipelines are exactly those: the cost is that neither can lower-case. BPE and Unigram put a space (or "▁") before every
 encoded text, so sentences encoded one by one (as the shards stage does) join with a space;
 on Chinese that space is an artefact of decoding. Encoding a whole corpus goes through
 encode.py's `SentenceEncoder` (the same ids, as flat arrays).
@@ -155,7 +161,36 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerStageConfig) -> Tokenize
             "plus a few pieces)"
         )
     train = {"wordpiece": _train_wordpiece, "bpe": _train_bpe, "unigram": _train_unigram}
-    return train[cfg.kind](texts, cfg)
+    tok = train[cfg.kind](texts, cfg)
+    _read_as_corpus(tok, cfg.corpus.normalize)
+    return tok
+
+
+def _read_as_corpus(tok: Tokenizer, form: str) -> None:
+    """Put the corpus reader's Unicode normalisation (corpus.py) in front of the normaliser."""
+    if form == "none":
+        return
+    first = {"NFKC": normalizers.NFKC(), "NFC": normalizers.NFC()}[form]
+    tok.normalizer = first if tok.normalizer is None else normalizers.Sequence([first, tok.normalizer])
+
+
+def bert_normalizer(tok: Tokenizer) -> normalizers.BertNormalizer | None:
+    """The BertNormalizer of `tok`, alone or after a Unicode form (NFKC/NFC); None otherwise."""
+    norm = tok.normalizer
+    if isinstance(norm, normalizers.Sequence):
+        steps = json.loads(norm.__getstate__())["normalizers"]
+        if len(steps) == 2 and steps[0]["type"] in ("NFKC", "NFC"):
+            norm = norm[1]
+    return norm if isinstance(norm, normalizers.BertNormalizer) else None
+
+
+def _hf_class(tok: Tokenizer, kind: str) -> str:
+    """The tokenizer_class that makes AutoTokenizer give our ids: the kind's own class when it
+    would rebuild our normaliser exactly, else the class that runs tokenizer.json as written."""
+    own = tok.normalizer is None or (
+        kind == "wordpiece" and isinstance(tok.normalizer, normalizers.BertNormalizer)
+    )
+    return _HF_CLASS[kind] if own else "PreTrainedTokenizerFast"
 
 
 def _train_wordpiece(texts: Iterable[str], cfg: TokenizerStageConfig) -> Tokenizer:
@@ -225,11 +260,13 @@ def _hf_config(tok: Tokenizer, roles: TokenRoles) -> tuple[dict, dict]:
         specials = {
             f"{role}_token": name(i) for role, i in zip(SpecialIds._fields, ids, strict=True)
         }
-        lowercase = bool(getattr(tok.normalizer, "lowercase", False))
+        lowercase = bool(getattr(bert_normalizer(tok), "lowercase", False))
         return {
             "do_lower_case": lowercase,
             "strip_accents": None,
             "tokenize_chinese_chars": True,
+            # The generic class would leave token_type_ids out; BERT's inputs need them.
+            "model_input_names": ["input_ids", "token_type_ids", "attention_mask"],
         }, specials
     if roles.kind == "bpe":
         end = name(roles.eos)
@@ -258,7 +295,7 @@ def save_tokenizer(
     if lowercase is not None and fields.get("do_lower_case", False) != lowercase:
         raise ValueError(f"lowercase={lowercase} contradicts the tokenizer's normaliser")
     config = {
-        "tokenizer_class": _HF_CLASS[roles.kind],
+        "tokenizer_class": _hf_class(tok, roles.kind),
         **fields,
         "model_max_length": model_max_length,
         "clean_up_tokenization_spaces": False,

