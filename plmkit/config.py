@@ -140,6 +140,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False  # torch.compile the model (speed only)
     fused_adamw: bool = True  # the fused AdamW kernel (speed only; same update as the loop)
+    lr_by_rms: bool = False  # each matrix's lr × its starting RMS; T5 from scratch: true, lr ~3e-2
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads on CPU (0 = torch's default)
 

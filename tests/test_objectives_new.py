@@ -210,6 +210,11 @@ def test_span_batches_reconstruct_the_original_text(reader) -> None:
         original = _fill(inputs, targets, lookup)
         assert len(original) == batches.raw_len and _is_window(stream, np.asarray(original))
         assert dec[0] == PAD and torch.equal(dec[1:], labels[:-1].clamp(min=PAD))
+    # span_labels: the same targets with the layout (sentinels, eos) masked out, nothing else.
+    span, labels = batch["span_labels"], batch["labels"]
+    layout = torch.isin(labels, torch.tensor(sentinels + [EOS]))
+    assert torch.equal(span[~layout], labels[~layout]) and (span[layout] == -100).all()
+    assert (span != -100).sum() == batches.target_len * 8 - int(layout.sum())
 
 
 def test_span_resume_mid_stream_gives_identical_batches(reader) -> None:
@@ -262,3 +267,4 @@ def test_span_corruption_loss_goes_down(reader) -> None:
     after = evaluate_lm(model, held_out, span_corruption_loss, cpu)
     assert after["val_lm_loss"] < before["val_lm_loss"] - 1.0, f"{before} → {after}"
     assert after["val_ppl"] == pytest.approx(math.exp(after["val_lm_loss"]))
+    assert 0.0 <= after["val_span_acc"] < after["val_lm_acc"]  # the layout is the easy part

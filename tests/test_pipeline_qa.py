@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,21 @@ def test_evaluate_scores_the_dev_file(qa_run: dict[str, Path], tmp_path: Path) -
     cli("evaluate", f"model={qa_run['run']}", f"file={qa_run['dev']}", f"output={tmp_path / 'r.md'}")
     table = (tmp_path / "r.md").read_text()
     assert "em" in table and "f1" in table
+
+
+def test_evaluate_reads_a_plain_transformers_qa_directory(qa_run: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    """The same model without plmkit's notes in config.json (as Transformers saves it) is still
+    scored as QA, with Transformers' usual windows scaled to this tiny model's 64 positions."""
+    plain = tmp_path / "plain"
+    shutil.copytree(qa_run["run"] / "final", plain)
+    config = json.loads((plain / "config.json").read_text())
+    assert config.pop("plmkit_task")["task"] == "qa"
+    (plain / "config.json").write_text(json.dumps(config))
+    cli("evaluate", f"model={plain}", f"file={qa_run['dev']}", f"output={tmp_path / 'b.md'}")
+    header, _, row = (tmp_path / "b.md").read_text().splitlines()
+    scores = dict(zip(header.replace(" ", "").split("|"), row.split("|"), strict=True))
+    assert {"em", "f1", "has_ans_count"} <= set(scores) and int(scores["examples"]) == 6
 
 
 def test_predict_from_the_command_line_and_from_jsonl(qa_run: dict[str, Path],

@@ -133,11 +133,15 @@ class SpanCorruptionBatches:
             inputs[row, : len(source)] = source
             labels[row, : len(target)] = target
         labels_t = torch.from_numpy(labels)
+        # The span tokens alone: sentinels and eos sit where the layout puts them, so accuracy
+        # over all labels hides a model that has not yet learned to fill a span.
+        layout = np.isin(labels, self.sentinels) | (labels == self.eos_id)
         return {
             "input_ids": torch.from_numpy(inputs),
             "attention_mask": torch.from_numpy((inputs != self.pad_id).astype(np.int64)),
             "decoder_input_ids": shift_right(labels_t, self.pad_id),
             "labels": labels_t,
+            "span_labels": torch.from_numpy(np.where(layout, -100, labels)),
         }
 
     def state_dict(self) -> dict:
@@ -152,6 +156,10 @@ class SpanCorruptionBatches:
 def span_corruption_loss(
     model: nn.Module, batch: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Teacher-forced cross-entropy of an encoder-decoder on the span targets, padding ignored."""
+    """Teacher-forced cross-entropy of an encoder-decoder on the span targets, padding ignored;
+    span_acc is the accuracy on the span tokens alone (not sentinels or eos)."""
     logits = model(batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"])
-    return _token_loss(logits, batch["labels"])
+    loss, metrics = _token_loss(logits, batch["labels"])
+    span = batch["span_labels"]
+    hits = ((logits.argmax(-1) == span) & (span != -100)).sum()
+    return loss, {**metrics, "span_acc": hits / (span != -100).sum().clamp_min(1)}

@@ -14,6 +14,7 @@ in GPT-2's training; the cost is some context from an unrelated document.
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Callable
 
@@ -114,17 +115,17 @@ def evaluate_lm(
     device: torch.device,
 ) -> dict[str, float]:
     """Token-weighted loss, accuracy and perplexity (exp of the loss) over fixed held-out batches
-    of either objective (`causal_lm_loss` or `span_corruption_loss`), in eval mode."""
+    of either objective (`causal_lm_loss` or `span_corruption_loss`, whose span_acc comes too:
+    its targets have a fixed length, so the label count weighs it right), in eval mode."""
     was_training = model.training
     model.eval()
-    total, loss_sum, acc_sum = 0, 0.0, 0.0
+    total, sums = 0, collections.Counter()
     for batch in batches:
         batch = {k: v.to(device) for k, v in batch.items()}
         _, metrics = loss_fn(model, batch)
         count = int((batch["labels"] != -100).sum())
         total += count
-        loss_sum += float(metrics["lm_loss"]) * count
-        acc_sum += float(metrics["lm_acc"]) * count
+        sums.update({name: float(value) * count for name, value in metrics.items()})
     model.train(was_training)
-    loss = loss_sum / max(total, 1)
-    return {"val_lm_loss": loss, "val_lm_acc": acc_sum / max(total, 1), "val_ppl": math.exp(loss)}
+    means = {f"val_{name}": value / max(total, 1) for name, value in sums.items()}
+    return {**means, "val_ppl": math.exp(means["val_lm_loss"])}

@@ -80,6 +80,8 @@ class Reader:
         model = SpanExtractor(checkpoint.cfg)
         load_into(model, checkpoint, require_heads=True, architecture=ARCHITECTURE)
         max_length = min(info.get("max_length", 384), checkpoint.cfg.max_position)
+        if not info and max_length < 384:  # a Transformers directory: the usual windows, scaled
+            qa = replace(qa, stride=max_length // 3, max_question_length=max_length // 6)
         return cls(model, load_tokenizer(model_dir), qa, max_length, pick_device(device))
 
     def answer(self, questions: Sequence[str], contexts: Sequence[str]) -> list[Answer]:

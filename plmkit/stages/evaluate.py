@@ -19,7 +19,7 @@ from plmkit.runtime import UserError, atomic_write_text, pick_device, print0
 from plmkit.serve.embedder import Embedder, is_embedder
 from plmkit.serve.generator import Generator
 from plmkit.serve.pipeline import Classifier
-from plmkit.serve.reader import Reader
+from plmkit.serve.reader import Reader, is_reader
 from plmkit.serve.tagger import Tagger
 from plmkit.tasks.classification import encode_examples, evaluate_logits, predict_logits
 from plmkit.tasks.generation import generation_metrics
@@ -66,6 +66,8 @@ def _task_of(model: str) -> str:
         return "lm"
     if is_embedder(hf_config):  # a matching run, or a bare encoder such as a sentence-transformers model
         return "matching"
+    if is_reader(hf_config):  # a QA run, or any Transformers BertForQuestionAnswering
+        return "qa"
     return (hf_config.get("plmkit_task") or {}).get("task", "classification")
 
 

@@ -152,7 +152,8 @@ def _objective(cfg: PretrainConfig, model_cfg: ModelConfig, tokenizer: Tokenizer
     batches = make(train_split, seed=seed)
     held_out = [make(val_split, seed=seed + 1).next_batch(1.0) for _ in range(EVAL_BATCHES)]
     evaluate = functools.partial(evaluate_lm, batches=held_out, loss_fn=loss, device=device)
-    return Objective(batches, loss, evaluate, ("val_lm_loss", "val_lm_acc"))
+    return Objective(batches, loss, evaluate,
+                     ("val_lm_loss", "val_span_acc" if obj.kind == "span" else "val_lm_acc"))
 
 
 def _check_kind(cfg: PretrainConfig) -> None:

@@ -47,6 +47,29 @@ def test_no_weight_decay_on_biases_and_norms():
     assert len(no_decay["params"]) == 4  # linear bias, layer norm weight and bias, RMSNorm weight
 
 
+def test_lr_by_rms_scales_each_matrix_by_its_starting_rms(tmp_path):
+    torch.manual_seed(0)
+    model = ToyNet()
+    with torch.no_grad():
+        model.head.weight.mul_(10.0)  # a matrix ten times larger than its neighbour
+    start = {name: p.detach().pow(2).mean().sqrt().item() for name, p in model.named_parameters()}
+    cfg = toy_config(max_steps=3, save_every=3, lr_by_rms=True, warmup_fraction=0.0,
+                     schedule="constant")
+    result = fit(model, ToyBatches(8), toy_loss, cfg, tmp_path / "run")
+    assert result.steps == 3
+    optimizer = torch.optim.AdamW(param_groups(ToyNet(), 0.1, by_rms=True))
+    # proj and head alone, each with its scale; biases and the norm in one unscaled group
+    assert [len(g["params"]) for g in optimizer.param_groups] == [1, 1, 4]
+    groups = param_groups(model, 0.1, by_rms=True)
+    assert [g["lr_scale"] for g in groups[:2]] == pytest.approx(
+        [model.proj.weight.pow(2).mean().sqrt().item(), model.head.weight.pow(2).mean().sqrt().item()]
+    )
+    saved = torch.load(next((tmp_path / "run").rglob("optimizer.pt")), weights_only=True)
+    scales = [g["lr_scale"] for g in saved["param_groups"]]
+    assert scales == pytest.approx([start["proj.weight"], start["head.weight"], 1.0])
+    assert [g["lr"] for g in saved["param_groups"]] == pytest.approx([cfg.lr * s for s in scales])
+
+
 @pytest.mark.parametrize(
     "schedule, progress, expected",
     [
