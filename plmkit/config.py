@@ -422,6 +422,8 @@ def _coerce(hint: Any, value: Any, key: str, current: Any = None) -> Any:
     takes_list = origin is list or any(typing.get_origin(a) is list for a in typing.get_args(hint))
     if isinstance(value, Repeated) and not takes_list:
         value = value[-1]  # a scalar given twice: the last one wins
+    if isinstance(value, Typed):
+        value = _read_typed(hint, value)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
         if value is None and type(None) in options:
@@ -458,18 +460,39 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+class Typed(str):
+    """A value as typed on the command line, read once its field's type is known (`_read_typed`)."""
+
+
+def _read_typed(hint: Any, raw: str) -> Any:
+    """Text fields take a typed value as written (`context='Item #5'` keeps its `#5`); a list of
+    texts reads YAML only for `[a, b]`; everything else is YAML (`3e-4`, `true`, `null`)."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else ()
+    if type(None) in options and raw.strip() in ("null", "~"):
+        return None
+    target = next((o for o in options if o is not type(None)), hint)
+    as_text = target is str or (
+        typing.get_origin(target) is list and typing.get_args(target) == (str,)
+        and not raw.lstrip().startswith("[")
+    )
+    if as_text or not raw.strip():  # text=" " stays a string
+        return str(raw)
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return str(raw)  # not YAML (say labels='[a'): the plain string, checked by type below
+
+
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """Turn `["train.lr=3e-4", "model.num_layers=4"]` into nested plain data (values read as YAML).
-    A key given more than once collects its values (`text=a text=b`): see `Repeated`."""
+    """Turn `["train.lr=3e-4", "model.num_layers=4"]` into nested data whose values are `Typed`,
+    read by type in `from_dict`. A key given more than once collects its values (`text=a
+    text=b`): see `Repeated`."""
     tree: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
             raise UserError(f"override '{item}': expected key=value, e.g. train.lr=3e-4")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else raw  # text=" " stays a string
-        except yaml.YAMLError:
-            value = raw  # not YAML (say text='a: b: c'): take it as the plain string it is
+        value = Typed(raw)
         node = tree
         parts = key.strip().split(".")
         for part in parts[:-1]:

@@ -89,3 +89,18 @@ def test_a_repeated_key_fills_a_list_and_a_repeated_scalar_keeps_the_last() -> N
     cfg = C.load_config(C.FinetuneConfig, None, ["labels=neg", "labels=pos"])
     assert cfg.labels == ["neg", "pos"]
     assert C.load_config(C.PredictConfig, None, ["text= "]).text == [" "]  # blank stays text
+    cfg = C.load_config(C.PretrainConfig, None, ["train.max_steps=10", "train.max_steps=20"])
+    assert cfg.train.max_steps == 20
+
+
+def test_text_fields_take_the_command_line_as_written() -> None:
+    """YAML would drop a comment (`#5`), read `yes` as true and `1e3` as a number."""
+    predict = C.load_config(C.PredictConfig, None, [
+        "question=Which item? #5", "context=yes", "text=Item #5", "text=1e3", "text=a: b"])
+    assert predict.question == ["Which item? #5"] and predict.context == ["yes"]
+    assert predict.text == ["Item #5", "1e3", "a: b"]
+    tok = C.load_config(C.TokenizerStageConfig, None, ["inputs=[a.txt, b/]", "output=out #1"])
+    assert tok.inputs == ["a.txt", "b/"] and tok.output == "out #1"
+    cfg = C.load_config(C.PretrainConfig, None, ["init=null", "train.lr=1e-3", "objective.nsp=no"])
+    assert cfg.init is None and cfg.train.lr == 1e-3 and cfg.objective.nsp is False
+    assert isinstance(C.dump_yaml(predict), str)
