@@ -319,6 +319,7 @@ class SuiteConfig:
     defaults: dict[str, Any] = dataclasses.field(default_factory=dict)  # finetune settings every task starts from
     tasks: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # name, metric, source + finetune settings
     override: dict[str, Any] = dataclasses.field(default_factory=dict)  # finetune settings over every task's own (override.train.max_steps=5: a smoke run)
+    keep_checkpoints: bool = False  # keep each task's resume state (optimizer included: ~3× the model)
 
 
 @dataclasses.dataclass
@@ -424,6 +425,8 @@ def _coerce(hint: Any, value: Any, key: str, current: Any = None) -> Any:
         value = value[-1]  # a scalar given twice: the last one wins
     if isinstance(value, Typed):
         value = _read_typed(hint, value)
+    if hint is Any or origin is dict:  # settings whose types come later (a suite's defaults)
+        return _untyped(value)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
         if value is None and type(None) in options:
@@ -481,6 +484,17 @@ def _read_typed(hint: Any, raw: str) -> Any:
         return yaml.safe_load(raw)
     except yaml.YAMLError:
         return str(raw)  # not YAML (say labels='[a'): the plain string, checked by type below
+
+
+def _untyped(value: Any) -> Any:
+    """Plain data (YAML's reading) for command-line values under a field of no fixed type."""
+    if isinstance(value, Typed):
+        return _read_typed(Any, value)
+    if isinstance(value, dict):
+        return {key: _untyped(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_untyped(item) for item in value]
+    return value
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:

@@ -104,3 +104,6 @@ def test_text_fields_take_the_command_line_as_written() -> None:
     cfg = C.load_config(C.PretrainConfig, None, ["init=null", "train.lr=1e-3", "objective.nsp=no"])
     assert cfg.init is None and cfg.train.lr == 1e-3 and cfg.objective.nsp is False
     assert isinstance(C.dump_yaml(predict), str)
+    suite = C.load_config(C.SuiteConfig, None, ["override.train.max_steps=5", "defaults.labels=[a, b]"])
+    assert suite.override == {"train": {"max_steps": 5}} and suite.defaults == {"labels": ["a", "b"]}
+    assert "max_steps: 5" in C.dump_yaml(suite)  # plain data, not the command line's strings

@@ -85,6 +85,7 @@ def test_a_tiny_suite_runs_every_task_and_writes_one_table(tiny: dict[str, Path]
     for row in rows.values():
         assert row["score"] == row["dev"][row["metric"]]
         assert (Path(row["output"]) / "final" / "config.json").is_file()
+        assert not (Path(row["output"]) / "checkpoints").exists()  # keep_checkpoints=false
     table = (out / "suite.md").read_text()
     lines = table.splitlines()
     assert lines[0].startswith(f"Suite `{suite}`, model `{tiny['model']}`: 3 tasks in ")

@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import json
 import re
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -107,6 +108,8 @@ def run(cfg: SuiteConfig, source: str = "suite") -> dict[str, Any]:
         print0(f"suite: task {number}/{len(plans)}: {plan.name} → {plan.cfg.output}")
         task_started = time.monotonic()
         summary = finetune.run(plan.cfg)
+        if not cfg.keep_checkpoints:  # a finished task needs final/ only
+            shutil.rmtree(Path(plan.cfg.output) / "checkpoints", ignore_errors=True)
         results.append(_result(plan, summary, time.monotonic() - task_started))
 
     wall = time.monotonic() - started
