@@ -9,16 +9,15 @@ also records how its inputs are read (columns, max length, labels) for `evaluate
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 from plmkit.checkpoint import load_into, save_model
-from plmkit.config import FinetuneConfig, dump_yaml, to_dict
+from plmkit.config import FinetuneConfig, to_dict
 from plmkit.models.heads import SequenceClassifier
-from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
+from plmkit.runtime import UserError, pick_device, seed_everything
 from plmkit.stages import finetune_matching, finetune_ner, finetune_qa, finetune_seq2seq
-from plmkit.stages.start import model_to_finetune, open_tokenizer, train_config
+from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
 from plmkit.tasks import sampling
 from plmkit.tasks.classification import (
     LabelSet,
@@ -28,11 +27,10 @@ from plmkit.tasks.classification import (
     evaluate_logits,
     predict_logits,
 )
-from plmkit.tasks.metrics import markdown_table
 from plmkit.tasks.tables import read_table
 from plmkit.text.tokenizer import special_ids
 from plmkit.train.state import check_fresh_output
-from plmkit.train.trainer import check_train_config, fit
+from plmkit.train.trainer import check_train_config
 
 TASKS = ("classification", "regression", "ner", "qa", "seq2seq", "matching")
 POOLINGS = ("cls", "mean")
@@ -81,28 +79,15 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     if checkpoint:
         load_into(model, checkpoint)
 
-    train_cfg = train_config(cfg, len(train))
-    batches = sampling.SampledBatches(
-        train_set, train_cfg.batch_size, collate_examples, seed=train_cfg.seed
-    )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-    result = fit(model, batches, classification_loss, train_cfg, run_dir)
+    result = fit_rows(model, train_set, collate_examples, classification_loss, cfg, run_dir)
 
     dev_metrics: dict[str, float] = {}
     if dev_set is not None:
-        logits = predict_logits(model, dev_set, 64, pick_device(train_cfg.device))
+        logits = predict_logits(model, dev_set, 64, pick_device(cfg.train.device))
         dev_metrics = evaluate_logits(logits, dev_set, cfg.task, labels)
     save_model(model, model_cfg, run_dir / "final", "BertForSequenceClassification",
                extra_config=_head_config(cfg, labels), tokenizer_dir=tokenizer_dir)
-    summary = {"dev": dev_metrics, "steps": result.steps, "train_time_s": result.train_time_s}
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
-    if dev_metrics:
-        rows = [{"split": "dev", **dev_metrics}]
-        atomic_write_text(run_dir / "results.md", markdown_table(rows, list(rows[0])))
-    print0(f"finetune: {result.steps} steps in {result.train_time_s:.0f}s; dev "
-           + ", ".join(f"{k} {v:.4f}" for k, v in dev_metrics.items()))
-    return summary
+    return report(run_dir, result, dev_metrics)
 
 
 def _label_set(cfg: FinetuneConfig, train: list) -> LabelSet | None:

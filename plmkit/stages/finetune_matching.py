@@ -13,16 +13,15 @@ records the pooling and columns in config.json for `evaluate`, `predict` and `lo
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from plmkit.checkpoint import load_into, save_model
-from plmkit.config import FinetuneConfig, dump_yaml, to_dict
+from plmkit.config import FinetuneConfig, to_dict
 from plmkit.models.heads import SentenceEmbedder
-from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
-from plmkit.stages.start import model_to_finetune, open_tokenizer, train_config
+from plmkit.runtime import UserError, pick_device, print0, seed_everything
+from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
 from plmkit.tasks.matching import (
     collate_text_pairs,
     contrastive_loss,
@@ -32,12 +31,9 @@ from plmkit.tasks.matching import (
     positive_pairs,
     score_pairs,
 )
-from plmkit.tasks.metrics import markdown_table
-from plmkit.tasks.sampling import SampledBatches
 from plmkit.tasks.tables import read_table
 from plmkit.text.tokenizer import special_ids
 from plmkit.train.state import check_fresh_output
-from plmkit.train.trainer import fit
 
 ARCHITECTURE = "BertModel"
 
@@ -71,33 +67,19 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     if checkpoint:
         load_into(model, checkpoint, architecture=ARCHITECTURE)
 
-    train_cfg = train_config(cfg, len(train_set))
-    batches = SampledBatches(
-        train_set, train_cfg.batch_size, collate_text_pairs, seed=train_cfg.seed
-    )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
     print0(f"finetune: {len(pairs)} positive pairs of {len(train)} rows")
-    result = fit(model, batches, loss_fn, train_cfg, run_dir)
+    result = fit_rows(model, train_set, collate_text_pairs, loss_fn, cfg, run_dir)
 
     dev_metrics: dict[str, float] = {}
     if dev:
-        device = pick_device(train_cfg.device)
+        device = pick_device(cfg.train.device)
         embed = partial(embed_texts, model, tokenizer, max_length=cfg.max_length, device=device)
         dev_metrics = score_pairs(embed, dev)
     final, extra = run_dir / "final", _export_config(cfg)
     save_model(
         model, model_cfg, final, ARCHITECTURE, extra_config=extra, tokenizer_dir=tokenizer_dir
     )
-    summary = {"dev": dev_metrics, "steps": result.steps, "train_time_s": result.train_time_s}
-    summary["positive_pairs"] = len(pairs)
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
-    if dev_metrics:
-        rows = [{"split": "dev", **dev_metrics}]
-        atomic_write_text(run_dir / "results.md", markdown_table(rows, list(rows[0])))
-    scores = ", ".join(f"{k} {v:.4f}" for k, v in dev_metrics.items())
-    print0(f"finetune: {result.steps} steps in {result.train_time_s:.0f}s; dev {scores}")
-    return summary
+    return report(run_dir, result, dev_metrics, positive_pairs=len(pairs))
 
 
 def _export_config(cfg: FinetuneConfig) -> dict[str, Any]:

@@ -17,17 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from plmkit.checkpoint import load_into, save_model
-from plmkit.config import FinetuneConfig, dump_yaml, to_dict
+from plmkit.config import FinetuneConfig, to_dict
 from plmkit.models.heads import SpanExtractor
-from plmkit.runtime import atomic_write_text, pick_device, print0, seed_everything
-from plmkit.stages.start import model_to_finetune, open_tokenizer, train_config
-from plmkit.tasks.metrics import markdown_table
+from plmkit.runtime import atomic_write_text, pick_device, seed_everything
+from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
 from plmkit.tasks.qa import collate_qa, encode_qa, span_loss
 from plmkit.tasks.qa_eval import choose_metric, read_questions, score
-from plmkit.tasks.sampling import SampledBatches
 from plmkit.text.tokenizer import special_ids
 from plmkit.train.state import check_fresh_output
-from plmkit.train.trainer import fit
 
 ARCHITECTURE = "BertForQuestionAnswering"
 
@@ -52,28 +49,16 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     if checkpoint:
         load_into(model, checkpoint, architecture=ARCHITECTURE)
 
-    train_cfg = train_config(cfg, len(train_set))
-    batches = SampledBatches(train_set, train_cfg.batch_size, collate_qa, seed=train_cfg.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-    result = fit(model, batches, span_loss, train_cfg, run_dir)
+    result = fit_rows(model, train_set, collate_qa, span_loss, cfg, run_dir)
 
     dev_metrics: dict[str, float] = {}
     if dev:
         dev_metrics, predictions = score(model, tokenizer, dev, cfg.qa, cfg.max_length, metric,
-                                         allow_null, pick_device(train_cfg.device))
+                                         allow_null, pick_device(cfg.train.device))
         atomic_write_text(run_dir / "dev-predictions.json",
                           json.dumps(predictions, ensure_ascii=False, indent=1))
     qa = dataclasses.replace(cfg.qa, metric=metric, version_2=allow_null)
     extra = {"plmkit_task": {"task": "qa", "max_length": cfg.max_length, "qa": to_dict(qa)}}
     save_model(model, model_cfg, run_dir / "final", ARCHITECTURE, extra_config=extra,
                tokenizer_dir=tokenizer_dir)
-    summary = {"dev": dev_metrics, "steps": result.steps, "train_time_s": result.train_time_s,
-               "metric": metric}
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
-    if dev_metrics:
-        rows = [{"split": "dev", "em": dev_metrics["em"], "f1": dev_metrics["f1"]}]
-        atomic_write_text(run_dir / "results.md", markdown_table(rows, list(rows[0])))
-    print0(f"finetune: {result.steps} steps in {result.train_time_s:.0f}s; dev ({metric}) "
-           + ", ".join(f"{k} {v:.4f}" for k, v in dev_metrics.items() if k in ("em", "f1")))
-    return summary
+    return report(run_dir, result, dev_metrics, shown=("em", "f1"), metric=metric)

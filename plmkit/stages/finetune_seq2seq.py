@@ -10,7 +10,6 @@ and `generate`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,11 @@ from plmkit.checkpoint import load_into, save_model
 from plmkit.config import (
     FinetuneConfig,
     check_generation_config,
-    dump_yaml,
     to_dict,
 )
 from plmkit.models.seq2seq import Seq2SeqLM
-from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
-from plmkit.stages.start import model_to_finetune, open_tokenizer, train_config
+from plmkit.runtime import UserError, atomic_write_text, pick_device, seed_everything
+from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
 from plmkit.tasks.generation import (
     collate_pairs,
     encode_pairs,
@@ -31,12 +29,9 @@ from plmkit.tasks.generation import (
     generation_metrics,
     seq2seq_loss,
 )
-from plmkit.tasks.metrics import markdown_table
-from plmkit.tasks.sampling import SampledBatches
 from plmkit.tasks.tables import read_table
 from plmkit.text.tokenizer import token_roles
 from plmkit.train.state import check_fresh_output
-from plmkit.train.trainer import fit
 
 ARCHITECTURE = "T5ForConditionalGeneration"
 
@@ -66,28 +61,17 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     if checkpoint:
         load_into(model, checkpoint)
 
-    train_cfg = train_config(cfg, len(train))
-    batches = SampledBatches(train_pairs, train_cfg.batch_size, collate_pairs, seed=train_cfg.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-    result = fit(model, batches, seq2seq_loss, train_cfg, run_dir)
+    result = fit_rows(model, train_pairs, collate_pairs, seq2seq_loss, cfg, run_dir)
 
     dev_metrics: dict[str, float] = {}
     if dev_pairs is not None:
         hypotheses = generate_texts(model, tokenizer, dev_pairs, cfg.generation,
-                                    device=pick_device(train_cfg.device))
+                                    device=pick_device(cfg.train.device))
         dev_metrics = generation_metrics(hypotheses, [str(ex.label) for ex in dev], rouge=True)
         atomic_write_text(run_dir / "dev-predictions.txt", "".join(h + "\n" for h in hypotheses))
     save_model(model, model_cfg, run_dir / "final", ARCHITECTURE,
                extra_config=task_config(cfg), tokenizer_dir=tokenizer_dir)
-    summary = {"dev": dev_metrics, "steps": result.steps, "train_time_s": result.train_time_s}
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
-    if dev_metrics:
-        rows = [{"split": "dev", **dev_metrics}]
-        atomic_write_text(run_dir / "results.md", markdown_table(rows, list(rows[0])))
-    print0(f"finetune: {result.steps} steps in {result.train_time_s:.0f}s; dev "
-           + ", ".join(f"{k} {v:.4f}" for k, v in dev_metrics.items()))
-    return summary
+    return report(run_dir, result, dev_metrics)
 
 
 def task_config(cfg: FinetuneConfig) -> dict[str, Any]:

@@ -1,24 +1,31 @@
-"""Where fine-tuning starts, shared by every `plmkit finetune` task: the tokenizer and the model.
+"""What every `plmkit finetune` task shares: where it starts, how it trains, how it reports.
 
 A fine-tuning run starts from a plmkit run, any Hugging Face directory of the right family,
 or random init (then `tokenizer=DIR` is required and `model.*` gives the shape). Every task
 stage asks the same two questions in the same order: which tokenizer (needed to encode the
 data), then which model config and weights (checked against the tokenizer and the task).
+Each then trains on its encoded rows through `fit_rows` and ends with `report`; what differs
+between tasks (reading, encoding, the head, scoring, export) stays in the task's own stage.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer
+from torch import nn
 
 from plmkit.checkpoint import Checkpoint, read_checkpoint, resolve_model_dir
-from plmkit.config import FinetuneConfig, ModelConfig, TrainConfig, check_model_config
-from plmkit.runtime import UserError
-from plmkit.tasks.sampling import steps_for_epochs
+from plmkit.config import FinetuneConfig, ModelConfig, TrainConfig, check_model_config, dump_yaml
+from plmkit.runtime import UserError, atomic_write_text, print0
+from plmkit.tasks.metrics import markdown_table
+from plmkit.tasks.sampling import SampledBatches, steps_for_epochs
 from plmkit.text.tokenizer import load_tokenizer
+from plmkit.train.trainer import FitResult, LossFn, fit
 
 FAMILY_WORDS = {"bert": "an encoder (family bert)", "t5": "an encoder-decoder (family t5)",
                 "gpt": "a decoder (family gpt)"}
@@ -64,3 +71,30 @@ def train_config(cfg: FinetuneConfig, num_rows: int) -> TrainConfig:
         return cfg.train
     steps = steps_for_epochs(cfg.epochs, num_rows, cfg.train.batch_size, cfg.train.grad_accum)
     return dataclasses.replace(cfg.train, max_steps=steps)
+
+
+def fit_rows(model: nn.Module, rows: Sequence[Any], collate: Callable[[list[Any]], dict],
+             loss_fn: LossFn, cfg: FinetuneConfig, run_dir: Path) -> FitResult:
+    """Train `model` on encoded `rows`, sampled into batches by `collate`; the resolved config
+    is saved in `run_dir` first."""
+    train_cfg = train_config(cfg, len(rows))
+    batches = SampledBatches(rows, train_cfg.batch_size, collate, seed=train_cfg.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+    return fit(model, batches, loss_fn, train_cfg, run_dir)
+
+
+def report(run_dir: Path, result: FitResult, dev_metrics: dict[str, float],
+           shown: Sequence[str] = (), **extra: Any) -> dict[str, Any]:
+    """Write summary.json (all dev metrics, steps, time, `extra`) and results.md (the `shown`
+    metrics, default all), print the closing line; returns the summary."""
+    summary = {"dev": dev_metrics, "steps": result.steps, "train_time_s": result.train_time_s,
+               **extra}
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    headline = {k: dev_metrics[k] for k in shown} if shown and dev_metrics else dev_metrics
+    if headline:
+        rows = [{"split": "dev", **headline}]
+        atomic_write_text(run_dir / "results.md", markdown_table(rows, list(rows[0])))
+    print0(f"finetune: {result.steps} steps in {result.train_time_s:.0f}s; dev "
+           + ", ".join(f"{k} {v:.4f}" for k, v in headline.items()))
+    return summary
