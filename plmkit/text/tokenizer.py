@@ -15,10 +15,11 @@ runs tokenizer.json as written.
 
 Three kinds, one per model family: BERT's WordPiece (special tokens at fixed ids 0-4), GPT-2's
 byte-level BPE (`<|endoftext|>` at id 0 is bos, eos and pad) and T5's Unigram (`<pad>` 0, `</s>`
-1, `<unk>` 2, the sentinels `<extra_id_0…99>` as the last ids). Transformers' GPT2Tokenizer and
-T5Tokenizer rebuild their normaliser and pre-tokeniser from code, not from tokenizer.json, so
-our BPE and Unigram pipelines are exactly those: the cost is that neither can lower-case. BPE and Unigram put a space (or "▁") before every
-encoded text, so sentences encoded one by one (as the shards stage does) join with a space;
+1, `<unk>` 2, the sentinels `<extra_id_0…99>` as the last ids). Our BPE and Unigram pipelines
+after the Unicode step are exactly those Transformers' GPT2Tokenizer and T5Tokenizer build in
+code (with corpus.normalize=none they are declared so, and tests compare the ids): the cost is
+that neither can lower-case. BPE and Unigram put a space (or "▁") before every encoded text,
+so sentences encoded one by one (as the shards stage does) join with a space;
 on Chinese that space is an artefact of decoding. Encoding a whole corpus goes through
 encode.py's `SentenceEncoder` (the same ids, as flat arrays).
 """
