@@ -68,7 +68,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
         load_into(model, checkpoint, architecture=ARCHITECTURE)
 
     print0(f"finetune: {len(pairs)} positive pairs of {len(train)} rows")
-    result = fit_rows(model, train_set, collate_text_pairs, loss_fn, cfg, run_dir)
+    result = fit_rows(model, train_set, collate_text_pairs, loss_fn, cfg, run_dir, drop_last=True)
 
     dev_metrics: dict[str, float] = {}
     if dev:

@@ -74,11 +74,13 @@ def train_config(cfg: FinetuneConfig, num_rows: int) -> TrainConfig:
 
 
 def fit_rows(model: nn.Module, rows: Sequence[Any], collate: Callable[[list[Any]], dict],
-             loss_fn: LossFn, cfg: FinetuneConfig, run_dir: Path) -> FitResult:
-    """Train `model` on encoded `rows`, sampled into batches by `collate`; the resolved config
-    is saved in `run_dir` first."""
+             loss_fn: LossFn, cfg: FinetuneConfig, run_dir: Path, *,
+             drop_last: bool = False) -> FitResult:
+    """Train `model` on encoded `rows`, sampled into batches by `collate` (full ones only with
+    `drop_last`); the resolved config is saved in `run_dir` first."""
     train_cfg = train_config(cfg, len(rows))
-    batches = SampledBatches(rows, train_cfg.batch_size, collate, seed=train_cfg.seed)
+    batches = SampledBatches(rows, train_cfg.batch_size, collate, seed=train_cfg.seed,
+                             drop_last=drop_last)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
     return fit(model, batches, loss_fn, train_cfg, run_dir)

@@ -33,6 +33,7 @@ class SampledBatches(Generic[Rows]):
         collate: Callable[[Rows, np.ndarray], dict[str, torch.Tensor]],
         seed: int,
         shuffle: bool = True,
+        drop_last: bool = False,
     ) -> None:
         if len(rows) < 1:
             raise UserError("no labelled examples to train on")
@@ -40,6 +41,9 @@ class SampledBatches(Generic[Rows]):
             raise UserError(f"batch_size={batch_size}: must be at least 1")
         self.rows, self.collate, self.num_rows = rows, collate, len(rows)
         self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
+        # Full batches only (when the data holds one): in-batch negatives need company, and a
+        # pair alone gives a zero loss. Each epoch's permutation differs, so no row is left out.
+        self.drop_last = drop_last and self.num_rows >= batch_size
         self.epoch, self.position = 0, 0
         self._order: tuple[int, np.ndarray] | None = None  # (epoch, permutation) cache
 
@@ -57,7 +61,8 @@ class SampledBatches(Generic[Rows]):
 
     def next_batch(self, progress: float) -> dict[str, torch.Tensor]:
         """The next batch (a new epoch starts when one ends); `progress` is ignored."""
-        if self.position >= self.num_rows:
+        end = self.num_rows - (self.batch_size - 1 if self.drop_last else 0)
+        if self.position >= end:
             self.epoch, self.position = self.epoch + 1, 0
         indices = self._permutation()[self.position : self.position + self.batch_size]
         self.position += len(indices)

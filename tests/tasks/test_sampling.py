@@ -104,6 +104,23 @@ def test_a_cursor_saved_by_the_old_classes_resumes_at_the_same_batch() -> None:
     assert [b["input_ids"].tolist() for b in _take(batches, 3)] == OLD_CLASSIFICATION[4:]
 
 
+def test_drop_last_gives_full_batches_and_still_visits_every_row() -> None:
+    full = SampledBatches(classification_rows(), 2, collate_examples, seed=3, drop_last=True)
+    plain = SampledBatches(classification_rows(), 2, collate_examples, seed=3)
+    batches = _take(full, 12)  # epochs of 2 batches: the fifth row waits for another order
+    assert all(len(b["input_ids"]) == 2 for b in batches)
+    assert [b["input_ids"].tolist() for b in batches[:2]] == [
+        b["input_ids"].tolist() for b in _take(plain, 2)
+    ]  # the same order, less the remainder
+    seen = {int(t) for b in batches for t in b["input_ids"][:, 0]}
+    assert seen == {10, 11, 12, 13, 14}
+    # Fewer rows than a batch: one short batch per epoch, rather than none.
+    one = seq2seq_rows()
+    one = PairSet(one.sources[:1], one.targets[:1], pad_id=0, examples=[])
+    tiny = SampledBatches(one, 2, collate_pairs, seed=0, drop_last=True)
+    assert [len(b["input_ids"]) for b in _take(tiny, 2)] == [1, 1]
+
+
 def test_no_rows_is_a_user_error() -> None:
     with pytest.raises(UserError, match="no labelled examples"):
         SampledBatches(seq2seq_rows().sources[:0], 2, collate_pairs, seed=0)
