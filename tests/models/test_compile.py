@@ -39,3 +39,29 @@ def test_gpt_training_forward_has_no_graph_break() -> None:
     logits = torch.compile(model, fullgraph=True, backend="eager")(torch.randint(0, 300, (2, 16)))
     logits.sum().backward()
     assert logits.shape == (2, 16, 300)
+
+
+def test_unpadded_batches_of_any_size_share_one_dynamic_graph() -> None:
+    """The unpadded path's sizes change every batch (real tokens N, masked positions M): Dynamo
+    compiles once with static shapes, once more with those sizes symbolic, then never again."""
+    torch._dynamo.reset()
+    graphs = []
+
+    def counting_backend(gm: torch.fx.GraphModule, inputs: list) -> object:
+        graphs.append(gm)
+        return gm.forward
+
+    model = PretrainingModel(dataclasses.replace(CFG, unpad=True)).train()
+    step = torch.compile(model, fullgraph=True, backend=counting_backend)
+    rng = torch.Generator().manual_seed(0)
+    sizes = set()
+    for _ in range(8):
+        ids = torch.randint(5, 300, (4, 32), generator=rng)
+        lengths = torch.randint(8, 33, (4,), generator=rng)
+        mask = (torch.arange(32)[None] < lengths[:, None]).long()
+        masked = int(torch.randint(3, 12, (1,), generator=rng))
+        positions = torch.randperm(4 * 32, generator=rng)[:masked].sort().values
+        out = step(ids, mask, None, positions)
+        (out.mlm_logits.sum() + out.nsp_logits.sum()).backward()
+        sizes.add((int(mask.sum()), masked))
+    assert len(sizes) == 8 and len(graphs) == 2
