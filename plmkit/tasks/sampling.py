@@ -49,7 +49,9 @@ class SampledBatches(Generic[Rows]):
 
     @property
     def steps_per_epoch(self) -> int:
-        """Batches per pass over the data (the last one may be smaller)."""
+        """Batches per pass over the data (the last one may be smaller, unless drop_last)."""
+        if self.drop_last:
+            return self.num_rows // self.batch_size
         return -(-self.num_rows // self.batch_size)
 
     def _permutation(self) -> np.ndarray:

@@ -108,7 +108,7 @@ def test_drop_last_gives_full_batches_and_still_visits_every_row() -> None:
     full = SampledBatches(classification_rows(), 2, collate_examples, seed=3, drop_last=True)
     plain = SampledBatches(classification_rows(), 2, collate_examples, seed=3)
     batches = _take(full, 12)  # epochs of 2 batches: the fifth row waits for another order
-    assert all(len(b["input_ids"]) == 2 for b in batches)
+    assert all(len(b["input_ids"]) == 2 for b in batches) and full.steps_per_epoch == 2
     assert [b["input_ids"].tolist() for b in batches[:2]] == [
         b["input_ids"].tolist() for b in _take(plain, 2)
     ]  # the same order, less the remainder
