@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 from plmkit.cli import main as plmkit
-from plmkit.config import EvaluateConfig
+from plmkit.config import EvaluateConfig, GenerationConfig
+from plmkit.serve.generator import Generator
 from plmkit.stages import evaluate
 
 MULTI30K = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
@@ -69,6 +70,20 @@ def pretrain(args: argparse.Namespace, files: dict[str, Path], work: Path, model
         f"train.lr={args.pretrain_lr}", "train.lr_by_rms=true", *budget,
         "train.warmup_fraction=0.05", "train.log_every=50", "train.eval_every=500",
         f"train.threads={args.threads}", f"train.seed={args.seed}")
+
+
+PROBES = ["A dog <extra_id_0> through the water.", "Two men are <extra_id_0> on a bench.",
+          "A woman in a red <extra_id_0> is walking down the street.",
+          "Ein Mann <extra_id_0> auf einer Bank.", "Eine Frau mit einem <extra_id_0> Hut geht die Straße entlang."]
+
+
+def probe_span_filling(model_dir: Path) -> None:
+    """What the pretrained model writes for one masked span, sentinels shown (greedy)."""
+    generator = Generator.load(model_dir, device="cpu")
+    cfg = GenerationConfig(max_new_tokens=8, show_special_tokens=True)
+    print("\nSpan filling by the pretrained model (greedy, 8 tokens):\n")
+    for probe, out in zip(PROBES, generator.generate(PROBES, cfg), strict=True):
+        print(f"- `{probe}` → `{out}`")
 
 
 def finetune_once(work: Path, files: dict[str, Path], init: list[str], finetune: list[str], lr: str,
@@ -140,7 +155,9 @@ def main() -> None:
     print(f"\nMulti30k en→de, {args.pairs:,} training pairs; T5 {args.hidden}×{args.layers}+{args.layers}, "
           f"vocab {args.vocab}; {budget}"
           f"fine-tuning {args.finetune_steps} steps, dropout {args.finetune_dropout}; greedy decoding\n")
-    print("| init | lr | dev BLEU | test2016 BLEU | test2016 chrF | fine-tune s | chosen on dev |")
+    if pre:
+        probe_span_filling(work / "pre")
+    print("\n| init | lr | dev BLEU | test2016 BLEU | test2016 chrF | fine-tune s | chosen on dev |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | :---: |")
     for row in rows:
         best = max((r for r in rows if r["init"] == row["init"]), key=lambda r: r["dev"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import lzma
+import re
 from pathlib import Path
 
 import pytest
@@ -165,6 +166,20 @@ def test_evaluate_and_generate_seq2seq(t5: dict[str, Path], tmp_path: Path) -> N
     out = tmp_path / "g.jsonl"
     cli("generate", f"model={t5['mt']}", "text=A dog runs.", f"output={out}")
     assert json.loads(out.read_text())["input"] == "A dog runs."
+
+
+def test_generate_can_show_the_sentinels_of_a_span_filling(t5: dict[str, Path], tmp_path: Path) -> None:
+    """A span-corruption model answers in sentinels (`<extra_id_0> span </s>`): shown on request,
+    they are the only difference from the plain output."""
+    outputs = {}
+    for show in ("true", "false"):
+        out = tmp_path / f"{show}.jsonl"
+        cli("generate", f"model={t5['pre']}", "text=A dog <extra_id_0> through the water.",
+            "generation.max_new_tokens=12", f"generation.show_special_tokens={show}", f"output={out}")
+        outputs[show] = json.loads(out.read_text())["output"]
+    shown, plain = outputs["true"], outputs["false"]
+    assert re.search(r"<extra_id_\d+>|</s>", shown), shown
+    assert " ".join(re.sub(r"<extra_id_\d+>|</s>|<pad>", " ", shown).split()) == " ".join(plain.split())
 
 
 @pytest.mark.parametrize(

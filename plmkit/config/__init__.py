@@ -97,6 +97,7 @@ class GenerationConfig:
     stop_ids: list[int] = dataclasses.field(default_factory=list)  # more token ids that end a row
     pad_token_id: int | None = None  # fills a row after it ended; None = the eos id (or 0)
     seed: int = 0  # of the torch.Generator that sampling draws from: same seed, same tokens
+    show_special_tokens: bool = False  # keep <extra_id_N>, </s> … in the text (probe span filling)
 
 
 def check_generation_config(cfg: GenerationConfig, where: str = "generation") -> None:

@@ -85,7 +85,8 @@ class Generator:
         else:
             decoding = Seq2SeqDecoding(self.model, input_ids, mask)
         out = generate(decoding, cfg)
-        return [self.tokenizer.decode(tokens[:n], skip_special_tokens=True)
+        skip = not cfg.show_special_tokens
+        return [self.tokenizer.decode(tokens[:n], skip_special_tokens=skip)
                 for tokens, n in zip(out.tokens.tolist(), out.lengths.tolist(), strict=True)]
 
     def _encode(self, texts: list[str], max_input_tokens: int) -> list[list[int]]:
