@@ -2,7 +2,7 @@
 
 Each verb resolves its config (defaults ← the recipe's section for the verb ← dotted
 overrides) and calls `stages.<verb>.run(cfg)`, the same function the Python API exposes.
-`--help` lists every field with its default and the comment from config.py, so the help
+`--help` lists every field with its default and the comment from config/__init__.py, so the help
 can never drift from the code. A `UserError` prints one line and exits 2, with no traceback;
 anything else is a bug and keeps its traceback.
 """
