@@ -164,7 +164,9 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerStageConfig) -> Tokenize
     train = {"wordpiece": _train_wordpiece, "bpe": _train_bpe, "unigram": _train_unigram}
     tok = train[cfg.kind](texts, cfg)
     _read_as_corpus(tok, cfg.corpus.normalize)
-    return tok
+    # The tokenizer as tokenizer.json will hold it: Unigram scores lose bits in the JSON round
+    # trip, which flips near-ties ("......" + "." vs "." + "......") against the trained object.
+    return Tokenizer.from_str(tok.to_str())
 
 
 def _read_as_corpus(tok: Tokenizer, form: str) -> None:
