@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +73,11 @@ def train_config(cfg: FinetuneConfig, num_rows: int) -> TrainConfig:
     return dataclasses.replace(cfg.train, max_steps=steps)
 
 
-def fit_rows(model: nn.Module, rows: Sequence[Any], collate: Callable[[list[Any]], dict],
+def fit_rows(model: nn.Module, rows: Sized, collate: Callable[[Any, Any], dict],
              loss_fn: LossFn, cfg: FinetuneConfig, run_dir: Path, *,
              drop_last: bool = False) -> FitResult:
-    """Train `model` on encoded `rows`, sampled into batches by `collate` (full ones only with
-    `drop_last`); the resolved config is saved in `run_dir` first."""
+    """Train `model` on encoded `rows`, sampled into batches by `collate(rows, indices)` (full
+    ones only with `drop_last`); the resolved config is saved in `run_dir` first."""
     train_cfg = train_config(cfg, len(rows))
     batches = SampledBatches(rows, train_cfg.batch_size, collate, seed=train_cfg.seed,
                              drop_last=drop_last)
