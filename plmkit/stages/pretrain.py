@@ -98,6 +98,10 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     model = MODELS[family](model_cfg)
     if init is not None:
         load_into(model, init)
+    elif family == "t5" and not cfg.train.lr_by_rms:
+        print0("pretrain: a T5 from random init with plain AdamW tends to stall at the unigram "
+               "plateau (watch val_span_acc); train.lr_by_rms=true with train.lr ~3e-2 and "
+               "model.dropout=0 learned span filling (recipes/t5-tiny-cpu.yaml)")
     device = pick_device(cfg.train.device)
     objective = _objective(cfg, model_cfg, tokenizer, train_split, val_split, device)
 
