@@ -93,6 +93,12 @@ def test_a_repeated_key_fills_a_list_and_a_repeated_scalar_keeps_the_last() -> N
     assert cfg.train.max_steps == 20
 
 
+def test_command_line_bytes_that_are_not_utf8_name_the_key() -> None:
+    raw = b"A dog \xff runs".decode("utf-8", "surrogateescape")  # how argv carries them
+    with pytest.raises(UserError, match=r"override 'text': not valid UTF-8 \(byte 0xff at character 7\)"):
+        C.load_config(C.PredictConfig, None, [f"text={raw}"])
+
+
 def test_text_fields_take_the_command_line_as_written() -> None:
     """YAML would drop a comment (`#5`), read `yes` as true and `1e3` as a number."""
     predict = C.load_config(C.PredictConfig, None, [

@@ -189,6 +189,7 @@ def test_generate_can_show_the_sentinels_of_a_span_filling(t5: dict[str, Path], 
         (["generation.top_p=0"], "top_p"),
         (["generation.num_beams=0"], "num_beams"),
         (["text= "], "empty"),
+        (["text=" + "word " * 600], "reads at most"),  # past what it was fine-tuned on
     ],
 )
 def test_generate_bad_input(t5: dict[str, Path], args: list[str], message: str, capsys) -> None:

@@ -8,6 +8,7 @@ takes what was typed (`context='Item #5'`) while a number or a flag is read as Y
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from pathlib import Path
@@ -129,6 +130,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise UserError(f"override '{item}': expected key=value, e.g. train.lr=3e-4")
         key, raw = item.split("=", 1)
+        _check_utf8(key, raw)
         value = Typed(raw)
         node = tree
         parts = key.strip().split(".")
@@ -143,6 +145,16 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         else:
             node[leaf] = value
     return tree
+
+
+def _check_utf8(key: str, raw: str) -> None:
+    """Bytes that are not UTF-8 reach argv as lone surrogates (Python's surrogateescape)."""
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError as err:
+        byte = os.fsencode(raw[err.start])[0]
+        raise UserError(f"override '{key}': not valid UTF-8 (byte 0x{byte:02x} at character "
+                        f"{err.start + 1})") from None
 
 
 class Repeated(list):

@@ -34,6 +34,9 @@ class Generator:
         self.device = device
         self.mode = "continue" if isinstance(model, CausalLM) else "transform"
         self.defaults = GenerationConfig()
+        # Relative positions set no window, but attention is quadratic: an encoder reads at
+        # most what it was fine-tuned on (or its config's max_position) unless told to cut.
+        self.max_source = 0
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> Generator:
@@ -47,7 +50,10 @@ class Generator:
         model = CausalLM(checkpoint.cfg) if family == "gpt" else Seq2SeqLM(checkpoint.cfg)
         load_into(model, checkpoint, require_heads=True)
         generator = cls(model, load_tokenizer(model_dir), str(model_dir), pick_device(device))
-        saved = (checkpoint.hf_config.get("plmkit_task") or {}).get("generation")
+        task = checkpoint.hf_config.get("plmkit_task") or {}
+        if family == "t5":
+            generator.max_source = task.get("max_length") or checkpoint.cfg.max_position
+        saved = task.get("generation")
         if saved:  # what fine-tuning decoded its dev set with
             generator.defaults = from_dict(GenerationConfig, saved, "plmkit_task.generation")
         return generator
@@ -99,6 +105,10 @@ class Generator:
             if self.mode == "transform" and roles.eos is not None:
                 ids = ids[: max_input_tokens - 1] if max_input_tokens else ids
                 ids = [*ids, roles.eos]
+                if not max_input_tokens and self.max_source and len(ids) > self.max_source:
+                    raise UserError(
+                        f"generate: input {i + 1} is {len(ids)} tokens; this model reads at most "
+                        f"{self.max_source} (max_input_tokens={self.max_source} cuts longer inputs)")
             elif max_input_tokens and len(ids) > max_input_tokens:
                 ids = ids[-max_input_tokens:]  # a prompt keeps its end: that is what continues
             rows.append(ids)
