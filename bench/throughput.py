@@ -28,6 +28,8 @@ import argparse
 import contextlib
 import dataclasses
 import functools
+import json
+import math
 import time
 from collections.abc import Callable
 
@@ -37,15 +39,19 @@ import torch.nn.functional as F
 from plmkit.config import ModelConfig
 from plmkit.models.decoder import CausalLM
 from plmkit.models.encoder import PretrainingModel
+from plmkit.runtime import compile_step
 
-# name: (family, hidden, layers, heads, vocab, batch, seq) per device class
+# name: (family, hidden, layers, heads, vocab, batch, seq); --workloads picks by name
 WORKLOADS = {
-    "cpu": [("bert", 128, 2, 2, 8000, 32, 128), ("gpt", 128, 2, 2, 8000, 16, 128)],
-    "cuda": [
-        ("bert", 768, 12, 12, 30522, 256, 128),
-        ("bert", 768, 12, 12, 30522, 64, 512),
-        ("gpt", 768, 12, 12, 50257, 32, 1024),
-    ],
+    "cpu": {
+        "bert": ("bert", 128, 2, 2, 8000, 32, 128),
+        "gpt": ("gpt", 128, 2, 2, 8000, 16, 128),
+    },
+    "cuda": {
+        "bert128": ("bert", 768, 12, 12, 30522, 256, 128),
+        "bert512": ("bert", 768, 12, 12, 30522, 64, 512),
+        "gpt": ("gpt", 768, 12, 12, 50257, 32, 1024),
+    },
 }
 
 
@@ -207,14 +213,10 @@ def runs_for(
         ("Transformers eager", theirs, functools.partial(hf_step, family, theirs, data), fast),
     ]
     if args.compile:
-        runs.append(
-            (
-                "plmkit compiled",
-                ours,
-                functools.partial(ours_step, family, torch.compile(ours), data),
-                fast,
-            )
-        )
+        # model and loss as one graph, as the trainer compiles them (and as Transformers' model
+        # computes its loss inside forward)
+        whole_step = compile_step(functools.partial(ours_step, family, ours))
+        runs.append(("plmkit compiled", ours, functools.partial(whole_step, data), fast))
         runs.append(
             (
                 "Transformers compiled",
@@ -249,12 +251,57 @@ def runs_for(
     return runs
 
 
+def check_unpadded(cfg: ModelConfig, data: dict[str, torch.Tensor], device: torch.device) -> str:
+    """The unpadded path (flash varlen attention on CUDA) against the padded one, both in bf16,
+    each measured against the padded path in fp32: relative loss and gradient differences."""
+    torch.manual_seed(0)
+    models = {
+        "unpadded": PretrainingModel(cfg),
+        "padded": PretrainingModel(dataclasses.replace(cfg, unpad=False)),
+    }
+    models["padded"].load_state_dict(models["unpadded"].state_dict())
+    results = {}
+    for name, amp in (("padded fp32", False), ("padded bf16", True), ("unpadded bf16", True)):
+        model = models[name.split()[0]].to(device).train()
+        model.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = ours_step("bert", model, data)
+        loss.backward()
+        grads = torch.cat(
+            [p.grad.float().flatten() for p in model.parameters() if p.grad is not None]
+        )
+        results[name] = (float(loss), grads)
+    ref_loss, ref_grads = results["padded fp32"]
+    parts = []
+    for name in ("padded bf16", "unpadded bf16"):
+        loss, grads = results[name]
+        grad_err = float((grads - ref_grads).norm() / ref_grads.norm())
+        parts.append(
+            f"{name}: loss rel diff {abs(loss - ref_loss) / abs(ref_loss):.1e}, "
+            f"gradient ‖Δ‖/‖g‖ {grad_err:.1e}"
+        )
+    return "vs padded fp32 — " + "; ".join(parts)
+
+
+def _number(value: float, form: str) -> str:
+    return "–" if math.isnan(value) else form.format(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--workloads",
+        default="",
+        help="comma-separated names (default: all): "
+        + "; ".join(f"{d}: {', '.join(w)}" for d, w in WORKLOADS.items()),
+    )
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
+    parser.add_argument(
+        "--compile-workloads", default="", help="compile only these workloads (default: all)"
+    )
     parser.add_argument(
         "--ablate", action="store_true", help="also time plmkit with each technique off"
     )
@@ -268,38 +315,74 @@ def main() -> None:
         "--peak-tflops", type=float, default=0.0, help="for MFU (989 for H100 bf16)"
     )
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--json", default="", help="also append each row to this JSON-lines file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    available = WORKLOADS[device.type]
+    names = [n for n in args.workloads.split(",") if n] or list(available)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        parser.error(f"--workloads {','.join(unknown)}: {device.type} has {', '.join(available)}")
+    compiled = [n for n in args.compile_workloads.split(",") if n] or names
     print(
-        f"torch {torch.__version__}, device {device}, bf16 autocast {device.type == 'cuda'}, "
-        f"{args.steps} timed steps after {args.warmup} warm-up, BERT min fill {args.min_fill}\n"
+        f"torch {torch.__version__}, device {device}"
+        f"{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, "
+        f"bf16 autocast {device.type == 'cuda'}, {args.steps} timed steps after {args.warmup} "
+        f"warm-up, BERT min fill {args.min_fill}\n",
+        flush=True,
     )
-    print("| workload | implementation | tokens/s | MFU | peak GiB | ratio |")
-    print("|---|---|---:|---:|---:|---:|")
-    for family, hidden, layers, heads, vocab, size, seq in WORKLOADS[device.type]:
+    table = [
+        "| workload | implementation | tokens/s | MFU | peak GiB | × Transformers eager "
+        "| × Transformers compiled |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        family, hidden, layers, heads, vocab, size, seq = available[name]
         cfg = model_config(family, hidden, layers, heads, vocab, seq)
         data = batch(family, vocab, size, seq, device, args.min_fill if family == "bert" else 1.0)
+        if family == "bert" and device.type == "cuda":
+            print(f"{name} unpadded-path check: {check_unpadded(cfg, data, device)}", flush=True)
         tokens = int(data["attention_mask"].sum())  # real tokens per step
-        runs = runs_for(family, cfg, data, device, args)
+        options = argparse.Namespace(**{**vars(args), "compile": args.compile and name in compiled})
+        runs = runs_for(family, cfg, data, device, options)
         flops = flops_per_token(runs[0][1], cfg, seq)
-        results = []
-        for name, model, step, options in runs:
-            seconds, peak = time_training(step, model, device, args.steps, args.warmup, **options)
-            results.append((name, tokens / seconds, peak))
-        reference = next(r[1] for r in results if r[0] == "Transformers eager")
+        results = {}
+        for run_name, model, step, run_options in runs:
+            seconds, peak = time_training(
+                step, model, device, args.steps, args.warmup, **run_options
+            )
+            results[run_name] = (tokens / seconds, peak)
+            print(f"  {name} {run_name}: {tokens / seconds:,.0f} tokens/s", flush=True)
+        eager = results["Transformers eager"][0]
+        hf_compiled = results.get("Transformers compiled", (float("nan"),))[0]
         label = f"{'BERT MLM' if family == 'bert' else 'GPT CLM'} {hidden}×{layers}, {size}×{seq}"
-        for name, tokens_per_s, peak in results:
-            mfu = (
-                f"{100 * tokens_per_s * flops / (args.peak_tflops * 1e12):.1f}%"
-                if args.peak_tflops
-                else "–"
-            )
-            print(
-                f"| {label} | {name} | {tokens_per_s:,.0f} | {mfu} | {peak:.1f} | "
-                f"{tokens_per_s / reference:.2f}× |"
-            )
+        for run_name, (tokens_per_s, peak) in results.items():
+            mfu = tokens_per_s * flops / (args.peak_tflops * 1e12) if args.peak_tflops else None
+            cells = [
+                f"{tokens_per_s:,.0f}",
+                f"{100 * mfu:.1f}%" if mfu is not None else "–",
+                _number(peak, "{:.1f}"),
+                _number(tokens_per_s / eager, "{:.2f}×"),
+                _number(tokens_per_s / hf_compiled, "{:.2f}×"),
+            ]
+            table.append(f"| {label} | {run_name} | {' | '.join(cells)} |")
+            if args.json:
+                with open(args.json, "a", encoding="utf-8") as f:
+                    row = {
+                        "workload": name,
+                        "implementation": run_name,
+                        "tokens_per_s": tokens_per_s,
+                        "mfu": mfu,
+                        "peak_gib": peak,
+                        "torch": torch.__version__,
+                    }
+                    f.write(json.dumps(row) + "\n")
+        del runs, results
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    print("\n".join(table))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ WORK/stages.json across commands, so the total covers every command's share.
     # GPU (the data carried to the device under .cache/): BERT-base shape, 20 min of pretraining
     python bench/time_to_quality.py --recipe recipes/wiki-gpu.yaml --enwiki .cache/enwiki_part1.txt.xz \
         --sst2 .cache/sst2 --work .cache/ttq
+    # inside one device command with the other GPU checks, pretraining for the time left:
+    bash bench/gpu_session.sh
     # CPU smoke run of the same path (tiny model, ~3 minutes on 2 cores)
     python bench/time_to_quality.py --smoke --work runs/ttq-smoke
 """
@@ -55,10 +57,21 @@ def main() -> None:
     parser.add_argument("--sst2", default=str(DATA / "sst2"), help="folder with train.tsv, dev.tsv")
     parser.add_argument("--work", default="runs/time-to-quality")
     parser.add_argument("--smoke", action="store_true", help="tiny model and budget, for CPU")
+    parser.add_argument(
+        "--data-only", action="store_true", help="tokenizer and shards only (CPU work, no GPU)"
+    )
+    parser.add_argument(
+        "--pretrain-seconds",
+        type=float,
+        default=0.0,
+        help="training-time budget of pretraining (overrides the recipe's train.max_time_s)",
+    )
     args = parser.parse_args()
     recipe = read_yaml(args.recipe)
     if args.smoke:
         recipe = merge(recipe, SMOKE)
+    if args.pretrain_seconds > 0:
+        recipe = merge(recipe, {"pretrain": {"train": {"max_time_s": args.pretrain_seconds}}})
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     clock = StageClock(work / "stages.json")
@@ -75,6 +88,8 @@ def main() -> None:
             prepare.run(from_dict(PrepareConfig, recipe.get("prepare"),
                                   base=PrepareConfig(inputs=[args.enwiki], tokenizer=str(tok_dir),
                                                      output=str(shards))))
+    if args.data_only:
+        return
     if not (pre_dir / "summary.json").is_file():
         with clock("pretrain"):
             resume = (pre_dir / "config.yaml").is_file()
@@ -87,7 +102,9 @@ def main() -> None:
                 init=str(pre_dir), train_file=f"{args.sst2}/train.tsv",
                 dev_file=f"{args.sst2}/dev.tsv", output=str(ft_dir),
                 table=TableConfig(text_column="sentence"))))
-    print(report(pre_dir, ft_dir, clock.times))
+    table = report(pre_dir, ft_dir, clock.times)
+    (work / "report.md").write_text(table + "\n", encoding="utf-8")
+    print(table)
 
 
 def head_of_wiki(source: Path, target: Path, articles: int) -> Path:

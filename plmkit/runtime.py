@@ -12,9 +12,11 @@ import contextlib
 import os
 import random
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,6 +98,20 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     raise UserError(f"precision '{precision}': use auto, fp32 or bf16")
 
 
+def compile_step(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`torch.compile(fn)` (a model, or a model's forward and loss together), with
+    data-dependent sizes traced instead of splitting the graph.
+
+    The unpadded encoder (models/unpad.py) finds its N real tokens with `nonzero`, whose output
+    size depends on the data; by default Dynamo breaks the graph there, and the layers after it
+    compile as separate graphs. Tracing it keeps one graph whose N is symbolic, so batches of
+    any length reuse it (tests/models/test_compile.py counts the graphs).
+    """
+    torch._dynamo.config.capture_dynamic_output_shape_ops = True
+    torch._dynamo.config.capture_scalar_outputs = True
+    return torch.compile(fn)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
     random.seed(seed)
@@ -119,6 +135,12 @@ def world_size() -> int:
 def is_main_process() -> bool:
     """True on the process that logs and writes files."""
     return rank() == 0
+
+
+def progress_interval() -> float:
+    """Seconds between progress-bar redraws: often on a terminal; in a log file (CI, nohup,
+    a device command's output) a line every 30 s is plenty."""
+    return 0.5 if sys.stderr.isatty() else 30.0
 
 
 def print0(*args: object, **kwargs: object) -> None:

@@ -12,7 +12,8 @@ concatenated sequences, delimited by `cu_seqlens`) works on the flat layout dire
 else the fused q/k/v are scattered back to (B, T, 3·inner) for `scaled_dot_product_attention`
 with the padding mask and gathered again after it: the projections still skip the padding,
 only the attention itself does not. The cost of the whole path is two gathers and one
-scatter per layer, and a data-dependent N (one host sync per batch to find it).
+scatter per layer, and a data-dependent N (one host sync per batch to find it; under
+`torch.compile` see runtime.compile_step, which traces it instead of breaking the graph).
 
 Rows must be right-padded (their tokens first), as every plmkit collate function makes them.
 """
@@ -24,13 +25,18 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+try:  # PyTorch ≥ 2.10; older versions take the padded fallback everywhere
+    from torch.nn.attention.varlen import varlen_attn
+except ImportError:
+    varlen_attn = None
+
 
 class Unpadding(NamedTuple):
     """Where the N real tokens of a (B, T) batch are."""
 
     indices: torch.Tensor  # (N,) flat positions of the real tokens in the B·T grid
     cu_seqlens: torch.Tensor  # (B + 1,) int32: row b's tokens are [cu[b], cu[b+1]) of N
-    max_seqlen: int  # the longest row
+    max_seqlen: int  # a bound on the longest row: the padded width T, read from the shape
     batch: int
     seq_len: int
     key_mask: torch.Tensor  # (B, 1, 1, T) bool: the padding mask of the padded fallback
@@ -44,7 +50,9 @@ def unpadding(attention_mask: torch.Tensor) -> Unpadding:
     return Unpadding(
         indices=mask.reshape(-1).nonzero().squeeze(1),  # (N,)
         cu_seqlens=F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0)),  # (B + 1,)
-        max_seqlen=int(lengths.max()) if B else 0,
+        # The width, not lengths.max(): no host sync, no data-dependent int in a compiled graph;
+        # batches are padded to their longest row, so the bound is tight.
+        max_seqlen=T,
         batch=B,
         seq_len=T,
         key_mask=mask[:, None, None, :],
@@ -65,7 +73,8 @@ def repad(x: torch.Tensor, u: Unpadding) -> torch.Tensor:
 
 def use_varlen_kernel(x: torch.Tensor, dropout_p: float) -> bool:
     """True where flash varlen attention applies: CUDA, fp16/bf16, no attention dropout."""
-    return x.is_cuda and x.dtype in (torch.float16, torch.bfloat16) and dropout_p == 0.0
+    half = x.dtype in (torch.float16, torch.bfloat16)
+    return varlen_attn is not None and x.is_cuda and half and dropout_p == 0.0
 
 
 def varlen_attention(
@@ -81,8 +90,6 @@ def varlen_attention(
     N = qkv.shape[0]
     inner = num_heads * head_dim
     if use_varlen_kernel(qkv, dropout_p):
-        from torch.nn.attention.varlen import varlen_attn
-
         q, k, v = qkv.view(N, 3, num_heads, head_dim).unbind(1)  # each (N, nh, hs)
         y = varlen_attn(
             q, k, v, u.cu_seqlens, u.cu_seqlens, u.max_seqlen, u.max_seqlen, scale=scale

@@ -38,7 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from plmkit.config import PrepareConfig
-from plmkit.runtime import UserError, atomic_dir
+from plmkit.runtime import UserError, atomic_dir, progress_interval
 from plmkit.text.corpus import iter_documents, resolve_inputs, split_sentences
 from plmkit.text.encode import SentenceEncoder
 from plmkit.text.tokenizer import (
@@ -228,7 +228,13 @@ def _write_splits(
 ) -> dict[str, dict[str, int]]:
     """Append every encoded chunk to the split files in `directory`; return the counts."""
     writers = {split: _SplitWriter(directory, split) for split in SPLITS}
-    bar = tqdm(desc="prepare", unit=" docs", file=sys.stderr, disable=not progress)
+    bar = tqdm(
+        desc="prepare",
+        unit=" docs",
+        file=sys.stderr,
+        disable=not progress,
+        mininterval=progress_interval(),
+    )
     start, tokens = time.perf_counter(), 0
     try:
         for n_docs, parts in chunks:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from plmkit.config import TrainConfig
-from plmkit.runtime import atomic_write_bytes, atomic_write_text, world_size
+from plmkit.runtime import atomic_write_bytes, atomic_write_text, progress_interval, world_size
 
 METRICS = "metrics.jsonl"
 _NOT_METRICS = ("step", "time", "split")
@@ -74,10 +73,8 @@ class TrainLog:
         self.tensorboard = _tensorboard(run_dir, start_step) if enabled else None
         # Under a time budget the step count is unknown: show steps and rate, not a false total.
         total = cfg.max_steps if cfg.max_steps > 0 and cfg.max_time_s <= 0 else None
-        # Redraw often on a terminal; in a log file (CI, nohup) a line every 30 s is plenty.
-        interval = 0.5 if sys.stderr.isatty() else 30.0
         self.bar = tqdm(total=total, initial=start_step, disable=not enabled, desc="train",
-                        mininterval=interval, dynamic_ncols=True)
+                        mininterval=progress_interval(), dynamic_ncols=True)
         self.load_window(window or {})
 
     # -- the averaging window, part of every checkpoint

@@ -32,6 +32,7 @@ from plmkit.config import TrainConfig, to_dict
 from plmkit.runtime import (
     UserError,
     autocast_dtype,
+    compile_step,
     is_main_process,
     pick_device,
     rank,
@@ -79,11 +80,11 @@ class _Run:
     """Everything the loop touches, built once by `fit`."""
 
     model: nn.Module  # the plain module: evaluated and saved
-    step_model: nn.Module  # what trains: the model, maybe DDP-wrapped and compiled
+    step_model: nn.Module  # what trains: the model, maybe DDP-wrapped
     ddp: nn.parallel.DistributedDataParallel | None
     optimizer: torch.optim.Optimizer
     batches: BatchSource
-    loss_fn: LossFn
+    forward_loss: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, dict]]  # maybe compiled
     cfg: TrainConfig
     device: torch.device
     amp_dtype: torch.dtype | None
@@ -152,7 +153,7 @@ def _loop(run: _Run, logger: log.TrainLog, eval_fn: EvalFn | None) -> None:
             tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
             with _no_sync(run, last=micro == cfg.grad_accum - 1):
                 with _autocast(run):
-                    loss, metrics = run.loss_fn(run.step_model, _to_device(batch, run.device))
+                    loss, metrics = run.forward_loss(_to_device(batch, run.device))
                 (loss / cfg.grad_accum).backward()
             logger.add(loss, metrics, tokens)
         # clip
@@ -313,13 +314,19 @@ def _setup(
     model.to(device)
     optimizer = build_optimizer(model, cfg, device)
     step_model, ddp = _wrap(model, cfg, device)
+
+    def forward_loss(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        return loss_fn(step_model, batch)
+
     return _Run(
         model=model,
         step_model=step_model,
         ddp=ddp,
         optimizer=optimizer,
         batches=batches,
-        loss_fn=loss_fn,
+        # Compiled as one graph with the model, the loss fuses into the last matmul's consumers
+        # instead of re-reading (B, T, V) logits several times in eager kernels.
+        forward_loss=compile_step(forward_loss) if cfg.compile else forward_loss,
         cfg=cfg,
         device=device,
         amp_dtype=amp_dtype,
@@ -349,12 +356,11 @@ def _device(cfg: TrainConfig) -> torch.device:
 def _wrap(
     model: nn.Module, cfg: TrainConfig, device: torch.device
 ) -> tuple[nn.Module, nn.parallel.DistributedDataParallel | None]:
-    """The module the loop trains: DDP-wrapped under torchrun, compiled when cfg.compile."""
+    """The module the loop trains: DDP-wrapped under torchrun."""
     ddp = None
     if world_size() > 1:
         if not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
         ids = [device.index] if device.type == "cuda" else None
         ddp = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    wrapped = ddp if ddp is not None else model
-    return (torch.compile(wrapped) if cfg.compile else wrapped), ddp
+    return (ddp if ddp is not None else model), ddp

@@ -15,6 +15,7 @@ import torch
 from plmkit.config import ModelConfig
 from plmkit.models.decoder import CausalLM
 from plmkit.models.encoder import PretrainingModel
+from plmkit.runtime import compile_step
 
 CFG = ModelConfig(vocab_size=300, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
                   max_position=64, dropout=0.1, attention_dropout=0.1)
@@ -65,3 +66,17 @@ def test_unpadded_batches_of_any_size_share_one_dynamic_graph() -> None:
         (out.mlm_logits.sum() + out.nsp_logits.sum()).backward()
         sizes.add((int(mask.sum()), masked))
     assert len(sizes) == 8 and len(graphs) == 2
+
+
+def test_training_compile_traces_the_unpadded_encoder_as_one_graph() -> None:
+    """What the trainer compiles (runtime.compile_step, no fullgraph) must not split the
+    unpadded encoder where `nonzero` finds the real tokens: left at Dynamo's defaults, that
+    split it into 6 graphs with 5 breaks."""
+    torch._dynamo.reset()
+    model = PretrainingModel(dataclasses.replace(CFG, unpad=True)).train()
+    compile_step(model)  # sets how Dynamo traces; the compiled module itself is not needed
+    ids = torch.randint(5, 300, (3, 16))
+    mask = torch.ones(3, 16, dtype=torch.long)
+    mask[1, 9:] = 0
+    explained = torch._dynamo.explain(model)(ids, mask, None, torch.tensor([1, 5, 20, 40]))
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
