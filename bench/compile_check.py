@@ -2,9 +2,9 @@
 
 The unpadded path's token count N differs in every batch (models/unpad.py). If `torch.compile`
 specialised on it, each new length would recompile (tens of seconds on a GPU) and training would
-crawl. This trains a small BERT through `runtime.compile_step`, as the trainer does, on batches
-of random lengths, and prints per step: N, seconds, the graphs Dynamo has built so far, and the
-loss against the same model run eagerly. Passing means the graph count stops growing after the
+crawl. This trains a small BERT through `runtime.compile_step` (model and loss together, as the
+trainer does) on batches of random lengths, and prints per step: N, seconds, the graphs Dynamo
+has built so far, and the loss against the same model run eagerly. Passing means the graph count stops growing after the
 second batch (the first is traced with static sizes, the second with symbolic ones).
 
     python bench/compile_check.py --device cuda   # bf16 autocast: the flash varlen kernel
@@ -49,7 +49,12 @@ def main() -> None:
     )
     torch.manual_seed(0)
     model = PretrainingModel(CFG).to(device).train()
-    step = compile_step(model)
+
+    def forward_loss(ids, mask, positions, labels):  # model and loss, as the trainer compiles them
+        logits = model(ids, mask, None, positions).mlm_logits  # (M, V)
+        return torch.nn.functional.cross_entropy(logits.float(), labels)
+
+    step = compile_step(forward_loss)
     rng = torch.Generator().manual_seed(0)
     print("| batch | real tokens N | masked M | seconds | graphs so far | loss compiled | eager |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
@@ -66,17 +71,14 @@ def main() -> None:
             torch.cuda.synchronize()
         started = time.perf_counter()
         with amp:
-            out = step(inputs[0], inputs[1], None, inputs[2])
-            loss = torch.nn.functional.cross_entropy(out.mlm_logits.float(), inputs[3])
+            loss = step(*inputs)
         loss.backward()
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
         model.zero_grad(set_to_none=True)
         with torch.no_grad(), amp:
-            eager = torch.nn.functional.cross_entropy(
-                model(inputs[0], inputs[1], None, inputs[2]).mlm_logits.float(), inputs[3]
-            )
+            eager = forward_loss(*inputs)
         print(
             f"| {i} | {int(mask.sum())} | {len(positions)} | {seconds:.2f} | "
             f"{counters['stats']['unique_graphs']} | {float(loss.detach()):.5f} | {float(eager):.5f} |",

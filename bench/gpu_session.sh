@@ -50,7 +50,7 @@ fi
   date -u
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
   $PY -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__)"
-  git log -1 --format='plmkit %h %s' 2>/dev/null || true
+  git log -1 --format='plmkit %h %<(60,trunc)%s' 2>/dev/null || true
 } 2>&1 | tee "$OUT/env.txt"
 
 if [[ $PARTS == *" ttq "* ]]; then  # CPU work: runs while the GPU parts below are timed
