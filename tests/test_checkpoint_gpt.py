@@ -187,3 +187,30 @@ def test_unsupported_files_are_user_errors(tmp_path: Path) -> None:
     save_file(tensors, str(tmp_path / "m" / "model.safetensors"))
     with pytest.raises(UserError, match="lm_head differs from wte"):
         read_checkpoint(tmp_path / "m")
+
+
+@pytest.mark.parametrize("tied", [True, False])
+@torch.no_grad()
+def test_padded_vocabulary_exports_and_imports_unpadded(tmp_path, batch, caplog, tied) -> None:
+    """vocab_multiple=64 gives the token matrix 512 rows for 500 tokens (a speed option): the
+    logits keep 500 columns, the file holds 500 rows, and a load pads them back."""
+    cfg = ModelConfig(**{**CFG.__dict__, "tie_word_embeddings": tied, "vocab_multiple": 64})
+    model = _ours(cfg)
+    assert model.word.weight.shape[0] == cfg.padded_vocab_size == 512
+    save_model(model, cfg, tmp_path / "m", "GPT2LMHeadModel")
+    assert load_file(tmp_path / "m" / "model.safetensors")["transformer.wte.weight"].shape[0] == 500
+    hf = _hf_load("GPT2LMHeadModel", tmp_path / "m", caplog)
+    ids, mask = batch
+    theirs = hf(input_ids=ids, attention_mask=mask).logits
+    worst = _worst(model(ids, mask), theirs, mask)
+    assert worst < TOL, f"padded-vocabulary export: max abs diff {worst:.2e} (tolerance {TOL})"
+    again = CausalLM(cfg)  # a padded model loading an unpadded file
+    assert load_into(again, read_checkpoint(tmp_path / "m"), require_heads=True) == []
+    assert torch.equal(again.eval()(ids, mask), model(ids, mask))
+
+
+def test_a_padded_model_still_refuses_another_vocabulary(tmp_path) -> None:
+    save_model(_ours(), CFG, tmp_path / "m", "GPT2LMHeadModel")  # 500 tokens
+    other = CausalLM(ModelConfig(**{**CFG.__dict__, "vocab_size": 510, "vocab_multiple": 64}))
+    with pytest.raises(UserError, match="shape"):
+        load_into(other, read_checkpoint(tmp_path / "m"))

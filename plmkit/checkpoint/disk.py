@@ -88,6 +88,8 @@ def _hf_tensors(model: nn.Module, cfg: ModelConfig, architecture: str) -> dict[s
                 continue
             raise UserError(f"{architecture} needs '{ours}', which {type(model).__name__} lacks")
         tensor = state[ours].detach()
+        if row.vocab:
+            tensor = tensor[: cfg.vocab_size]  # a padded matrix's extra rows stay behind
         pieces = tensor.chunk(len(theirs), dim=0)  # fused QKV → query, key, value
         for name, piece in zip(theirs, pieces, strict=True):
             piece = piece.T if row.transpose else piece
@@ -261,6 +263,13 @@ def _part_names(family: Family, cfg: ModelConfig, parts: tuple[str, ...]) -> set
     return {ours for row, ours, _ in _expand(family, cfg, "") if row.part in parts}
 
 
+def _pads_to(value: torch.Tensor, param: torch.Tensor, model: nn.Module) -> bool:
+    """True when `param` is `value` plus padding rows: the model's vocabulary is the file's,
+    its matrix is longer (ModelConfig.vocab_multiple). Another vocabulary is still an error."""
+    same_vocab = getattr(model, "vocab_size", None) == len(value)
+    return same_vocab and value.shape[1:] == param.shape[1:] and len(value) < len(param)
+
+
 def load_into(
     model: nn.Module,
     ckpt: Checkpoint,
@@ -284,6 +293,7 @@ def load_into(
         if architecture else None
     shared = _part_names(family, ckpt.cfg, ("body", "pooler", "decoder"))
     foreign = architecture is not None and file_architecture not in (None, architecture)
+    vocab_rows = {ours for row, ours, _ in _expand(family, ckpt.cfg, "") if row.vocab}
     left = []
     with torch.no_grad():
         for name, param in model.named_parameters():  # a tied weight is listed once
@@ -291,6 +301,9 @@ def load_into(
             value = ckpt.weights.get(key)
             if foreign and key not in shared:
                 value = None  # another task's head
+            if value is not None and key in vocab_rows and _pads_to(value, param, model):
+                extra = value.new_zeros(len(param) - len(value), *value.shape[1:])
+                value = torch.cat([value, extra])  # the padding rows: never read
             if value is not None and value.shape != param.shape:
                 if key in body or require_heads:
                     raise UserError(

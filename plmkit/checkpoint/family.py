@@ -26,7 +26,9 @@ class Row(NamedTuple):
 
     `{i}` in a name expands over the (encoder) layers, `{j}` over the decoder layers. "body"
     and "pooler" rows take the architecture's prefix ("bert.", "transformer.", or none); head
-    rows never do. `transpose` marks weights stored as (in, out), like GPT-2's Conv1D.
+    rows never do. `transpose` marks weights stored as (in, out), like GPT-2's Conv1D. `vocab`
+    marks a matrix with a row per token, which a model may pad (ModelConfig.vocab_multiple):
+    only the first vocab_size rows are saved, and a load fills the rest with zeros.
     """
 
     part: str
@@ -34,6 +36,7 @@ class Row(NamedTuple):
     theirs: str | tuple[str, ...]
     params: tuple[str, ...]
     transpose: bool = False
+    vocab: bool = False
 
 
 @dataclass(frozen=True)

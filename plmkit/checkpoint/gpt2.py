@@ -36,7 +36,7 @@ def _conv1d(ours: str, theirs: str) -> tuple[Row, Row]:
 
 # Our names are CausalLM's. The head exists only when untied; tied, it is the word embeddings.
 GPT2_ROWS = (
-    Row("body", "word", "wte", _W),
+    Row("body", "word", "wte", _W, vocab=True),
     Row("body", "position", "wpe", _W),
     Row("body", "layers.{i}.attn_norm", "h.{i}.ln_1", _WB),
     *_conv1d("layers.{i}.attn.qkv", "h.{i}.attn.c_attn"),  # already fused: q, k, v along out
@@ -45,7 +45,7 @@ GPT2_ROWS = (
     *_conv1d("layers.{i}.ffn.up", "h.{i}.mlp.c_fc"),
     *_conv1d("layers.{i}.ffn.down", "h.{i}.mlp.c_proj"),
     Row("body", "norm", "ln_f", _WB),
-    Row("lm_head", "lm_head", "lm_head", _W),
+    Row("lm_head", "lm_head", "lm_head", _W, vocab=True),
 )
 
 # (our ModelConfig field, GPT2Config field, GPT2Config's default when a file leaves it out)

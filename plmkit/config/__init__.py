@@ -57,6 +57,14 @@ class ModelConfig:
     relative_max_distance: int = 128  # distances beyond this share the last bucket
     gated: bool = False  # gated feed-forward (T5 v1.1, "gated-gelu")
     unpad: bool = True  # BERT: run the layers on real tokens only, no compute on padding (speed only)
+    # GPT: the embedding / output matrix gets rows up to a multiple of this (64 on GPUs: aligned
+    # matmul shapes); the extra rows are never read and never exported (speed only)
+    vocab_multiple: int = 1
+
+    @property
+    def padded_vocab_size(self) -> int:
+        """Rows of the GPT decoder's token matrix: vocab_size rounded up to vocab_multiple."""
+        return -(-self.vocab_size // self.vocab_multiple) * self.vocab_multiple
 
 
 FAMILIES = ("bert", "gpt", "t5")
@@ -68,7 +76,7 @@ def check_model_config(cfg: ModelConfig, where: str = "model") -> None:
     if cfg.family not in FAMILIES:
         raise UserError(f"config {where}.family '{cfg.family}': use {', '.join(FAMILIES)}")
     positive = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-                "max_position", "type_vocab_size")
+                "max_position", "type_vocab_size", "vocab_multiple")
     for name in positive:
         if getattr(cfg, name) < 1:
             raise UserError(f"config {where}.{name}: must be ≥ 1, got {getattr(cfg, name)}")

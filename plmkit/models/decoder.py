@@ -30,7 +30,9 @@ class CausalLM(nn.Module):
         super().__init__()
         self.max_position = cfg.max_position
         self.eos_token_id = cfg.eos_token_id  # generation's default stop token
-        self.word = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.vocab_size = cfg.vocab_size
+        rows = cfg.padded_vocab_size  # ≥ vocab_size: aligned matmul shapes (cfg.vocab_multiple)
+        self.word = nn.Embedding(rows, cfg.hidden_size)
         self.position = nn.Embedding(cfg.max_position, cfg.hidden_size)
         self.drop = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(
@@ -53,7 +55,7 @@ class CausalLM(nn.Module):
         self.lm_head = (
             None
             if cfg.tie_word_embeddings
-            else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+            else nn.Linear(cfg.hidden_size, rows, bias=False)
         )
         self.apply(lambda m: init_bert_weights(m, cfg.initializer_range))
         # GPT-2's scaled init: the two residual projections of each block shrink by √(2·layers),
@@ -106,5 +108,5 @@ class CausalLM(nn.Module):
         for i, block in enumerate(self.layers):
             x = block(x, mask, cache=caches[i] if caches else None)
         x = self.norm(x)
-        weight = self.word.weight if self.lm_head is None else self.lm_head.weight  # (V, H)
-        return x @ weight.T  # (B, T, V)
+        weight = self.word.weight if self.lm_head is None else self.lm_head.weight  # (V', H)
+        return (x @ weight.T)[..., : self.vocab_size]  # (B, T, V): padding rows' columns dropped

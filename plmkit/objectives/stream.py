@@ -93,7 +93,9 @@ def _token_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Mean cross-entropy over labels (B, T) ≠ -100, and next-token accuracy there; metrics stay
     on the device (no host sync per step)."""
-    loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+    # float() first: it makes the contiguous fp32 copy that flatten can then view (a GPT with a
+    # padded vocabulary hands over a strided (B, T, V) slice)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
     real = labels != -100
     hits = ((logits.argmax(-1) == labels) & real).sum()
     acc = hits / real.sum().clamp_min(1)
