@@ -217,7 +217,10 @@ def runs_for(
     if args.compile:
         # model and loss as one graph, as the trainer compiles them (and as Transformers' model
         # computes its loss inside forward)
-        whole_step = compile_step(functools.partial(ours_step, family, ours))
+        def forward_loss(data: dict[str, torch.Tensor]) -> torch.Tensor:
+            return ours_step(family, ours, data)
+
+        whole_step = compile_step(forward_loss)
         runs.append(("plmkit compiled", ours, functools.partial(whole_step, data), fast))
         runs.append(
             (
@@ -365,9 +368,14 @@ def main() -> None:
         flops = flops_per_token(runs[0][1], cfg, seq)
         results = {}
         for run_name, model, step, run_options in runs:
-            seconds, peak = time_training(
-                step, model, device, args.steps, args.warmup, **run_options
-            )
+            try:
+                seconds, peak = time_training(
+                    step, model, device, args.steps, args.warmup, **run_options
+                )
+            except Exception as err:  # one failing row (a compiler error, say) keeps the rest
+                print(f"  {name} {run_name}: FAILED {type(err).__name__}: {err}", flush=True)
+                results[run_name] = (float("nan"), float("nan"))
+                continue
             results[run_name] = (tokens / seconds, peak)
             print(f"  {name} {run_name}: {tokens / seconds:,.0f} tokens/s", flush=True)
         eager = results["Transformers eager"][0]
@@ -376,8 +384,8 @@ def main() -> None:
         for run_name, (tokens_per_s, peak) in results.items():
             mfu = tokens_per_s * flops / (args.peak_tflops * 1e12) if args.peak_tflops else None
             cells = [
-                f"{tokens_per_s:,.0f}",
-                f"{100 * mfu:.1f}%" if mfu is not None else "–",
+                _number(tokens_per_s, "{:,.0f}"),
+                _number(100 * mfu, "{:.1f}%") if mfu is not None else "–",
                 _number(peak, "{:.1f}"),
                 _number(tokens_per_s / eager, "{:.2f}×"),
                 _number(tokens_per_s / hf_compiled, "{:.2f}×"),

@@ -66,10 +66,15 @@ def main() -> None:
         default=0.0,
         help="training-time budget of pretraining (overrides the recipe's train.max_time_s)",
     )
+    parser.add_argument(
+        "--no-compile", action="store_true", help="pretrain eagerly whatever the recipe says"
+    )
     args = parser.parse_args()
     recipe = read_yaml(args.recipe)
     if args.smoke:
         recipe = merge(recipe, SMOKE)
+    if args.no_compile:
+        recipe = merge(recipe, {"pretrain": {"train": {"compile": False}}})
     if args.pretrain_seconds > 0:
         recipe = merge(recipe, {"pretrain": {"train": {"max_time_s": args.pretrain_seconds}}})
     work = Path(args.work)
