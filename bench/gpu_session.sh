@@ -52,6 +52,21 @@ fi
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
   $PY -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__)"
   git log -1 --format='plmkit %h %<(60,trunc)%s' 2>/dev/null || true
+  if [[ $DEVICE == cuda ]]; then  # the ceiling MFU is read against: a large bf16 matmul here
+    $PY - <<'PY'
+import torch
+a, b = (torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+for _ in range(3):
+    a @ b
+start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+start.record()
+for _ in range(20):
+    a @ b
+end.record()
+torch.cuda.synchronize()
+print(f"bf16 8192³ matmul: {20 * 2 * 8192**3 / (start.elapsed_time(end) / 1e3) / 1e12:.0f} TFLOP/s")
+PY
+  fi
 } 2>&1 | tee "$OUT/env.txt"
 
 if [[ $PARTS == *" ttq "* ]]; then  # CPU work: runs while the GPU parts below are timed
