@@ -9,6 +9,7 @@ is briefly needing room for two copies of whatever is being replaced.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import shutil
@@ -98,18 +99,26 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     raise UserError(f"precision '{precision}': use auto, fp32 or bf16")
 
 
-def compile_step(fn: Callable[..., Any]) -> Callable[..., Any]:
+def compile_step(fn: Callable[..., Any], backend: Any = "inductor") -> Callable[..., Any]:
     """`torch.compile(fn)` (a model, or a model's forward and loss together), with
     data-dependent sizes traced instead of splitting the graph.
 
     The unpadded encoder (models/unpad.py) finds its N real tokens with `nonzero`, whose output
     size depends on the data; by default Dynamo breaks the graph there, and the layers after it
     compile as separate graphs. Tracing it keeps one graph whose N is symbolic, so batches of
-    any length reuse it (tests/models/test_compile.py counts the graphs).
+    any length reuse it (tests/models/test_compile.py counts the graphs). The setting applies
+    to this function's calls only: other compiled code in the process keeps Dynamo's defaults.
     """
-    torch._dynamo.config.capture_dynamic_output_shape_ops = True
-    torch._dynamo.config.capture_scalar_outputs = True
-    return torch.compile(fn)
+    compiled = torch.compile(fn, backend=backend)
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with torch._dynamo.config.patch(
+            capture_dynamic_output_shape_ops=True, capture_scalar_outputs=True
+        ):
+            return compiled(*args, **kwargs)
+
+    return call
 
 
 def seed_everything(seed: int) -> None:
