@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from plmkit import config as C
-from plmkit.runtime import UserError
+from plmkit.runtime import UserError, world_size
 
 VERBS: dict[str, tuple[type, str, str]] = {
     # verb: (config class, stages module, one-line description)
@@ -154,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         if ns.print_config:
             print(C.dump_yaml(cfg), end="")
             return 0
+        if world_size() > 1 and (suite or ns.verb != "pretrain"):
+            raise UserError(f"torchrun runs `plmkit pretrain` on several processes; "
+                            f"run `{ns.verb}` in one (WORLD_SIZE is {world_size()})")
         if suite:
             stage_module("suite").run(cfg, suite)
         else:

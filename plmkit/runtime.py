@@ -152,6 +152,27 @@ def progress_interval() -> float:
     return 0.5 if sys.stderr.isatty() else 30.0
 
 
+def data_seed(seed: int) -> int | list[int]:
+    """The seed this process draws training data with: `seed` alone (or on rank 0), [seed, rank]
+    on the other ranks of a torchrun job, so each rank trains on batches of its own."""
+    return seed if rank() == 0 else [seed, rank()]
+
+
+def start_processes(device_name: str) -> None:
+    """Join the torchrun job's process group (NCCL on GPUs, gloo on CPUs); alone, nothing."""
+    if world_size() > 1 and not torch.distributed.is_initialized():
+        cuda = pick_device(device_name).type == "cuda"
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+
+
+def barrier() -> None:
+    """Wait for every rank (a no-op when alone)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
 def print0(*args: object, **kwargs: object) -> None:
     """`print` on rank 0 only, flushed so logs interleave sensibly."""
     if is_main_process():

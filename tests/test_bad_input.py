@@ -112,3 +112,12 @@ def test_user_mistake_gives_one_clear_line(case: str, build: Callable[[Path], li
         assert fragment in err, f"{case}: {fragment!r} not in {err!r}"
     if not out_may_exist:
         assert not (tmp_path / "out").exists(), f"{case}: left output behind"
+
+
+def test_torchrun_is_for_pretraining_only(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Fine-tuning stages write as one process; under torchrun they say so instead of racing."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code = main(["finetune", f"train_file={tmp_path / 'train.tsv'}", f"output={tmp_path / 'out'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "torchrun runs `plmkit pretrain`" in err, err
+    assert not (tmp_path / "out").exists()

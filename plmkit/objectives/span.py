@@ -100,7 +100,7 @@ class SpanCorruptionBatches:
         seq_len: int,
         noise_density: float = 0.15,
         mean_span: float = 3.0,
-        seed: int = 0,
+        seed: int | list[int] = 0,  # a list: one rank's stream (runtime.data_seed)
     ) -> None:
         self.stream = PackedStream(reader, eos_id)
         self.raw_len, self.target_len = span_corruption_lengths(seq_len, noise_density, mean_span)

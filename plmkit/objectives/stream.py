@@ -61,7 +61,13 @@ class CausalLMBatches:
     """
 
     def __init__(
-        self, reader: ShardReader, *, eos_id: int, batch_size: int, seq_len: int, seed: int = 0
+        self,
+        reader: ShardReader,
+        *,
+        eos_id: int,
+        batch_size: int,
+        seq_len: int,
+        seed: int | list[int] = 0,
     ) -> None:
         self.stream = PackedStream(reader, eos_id)
         if self.stream.length < seq_len + 1:

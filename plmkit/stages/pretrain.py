@@ -36,7 +36,17 @@ from plmkit.objectives import (
     pretrain_loss,
     span_corruption_loss,
 )
-from plmkit.runtime import UserError, atomic_write_text, pick_device, print0, seed_everything
+from plmkit.runtime import (
+    UserError,
+    atomic_write_text,
+    barrier,
+    data_seed,
+    is_main_process,
+    pick_device,
+    print0,
+    seed_everything,
+    start_processes,
+)
 from plmkit.text.shards import ShardReader
 from plmkit.text.tokenizer import continuation_mask, load_tokenizer, special_ids, token_roles
 from plmkit.train.state import check_fresh_output
@@ -64,11 +74,17 @@ class Objective(NamedTuple):
 
 
 def run(cfg: PretrainConfig) -> dict[str, Any]:
-    """Pretrain per `cfg`; returns the summary also written to OUTPUT/summary.json."""
+    """Pretrain per `cfg`; returns the summary also written to OUTPUT/summary.json.
+
+    Under torchrun every rank trains on batches of its own (runtime.data_seed) and rank 0 alone
+    writes; the checks run on every rank before anything is written.
+    """
     run_dir = Path(cfg.output)
     _check_kind(cfg)
     check_train_config(cfg.train)
+    start_processes(cfg.train.device)
     check_fresh_output(run_dir, cfg.resume)
+    barrier()  # no rank writes before every rank has checked the output directory
     train_split = ShardReader(cfg.shards, "train")
     if train_split.num_sentences == 0:
         raise UserError(f"{cfg.shards}: the train split is empty (lower val_fraction in prepare?)")
@@ -107,14 +123,18 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     start_file = run_dir / "start_metrics.json"
-    if not cfg.resume:  # on resume the trainer first checks the config against the saved one
+    main = is_main_process()
+    if main and not cfg.resume:  # on resume the trainer first checks the config against the saved one
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
         atomic_write_text(start_file, json.dumps(objective.evaluate(model.to(device))))
-    start = json.loads(start_file.read_text(encoding="utf-8")) if start_file.is_file() else {}
+    start = json.loads(start_file.read_text(encoding="utf-8")) if main and start_file.is_file() else {}
     print0(f"pretrain: {_count(model) / 1e6:.2f}M parameters ({family}), "
            f"{train_split.num_tokens:,} tokens")
     result = fit(model, objective.batches, objective.loss, cfg.train, run_dir,
                  eval_fn=objective.evaluate, resume=cfg.resume, run_config=_run_config(cfg))
+    if not main:  # rank 0 evaluates and writes what the run made
+        return {"objective": cfg.objective.kind, "steps": result.steps,
+                "train_time_s": result.train_time_s}
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
     end = objective.evaluate(model)
     save_model(model, model_cfg, run_dir / "final", architecture, tokenizer_dir=tokenizer_dir)
@@ -139,7 +159,7 @@ def _objective(cfg: PretrainConfig, model_cfg: ModelConfig, tokenizer: Tokenizer
         make = functools.partial(PretrainBatches, masking=masking, batch_size=batch_size,
                                  seq_len=obj.seq_len, nsp=obj.nsp)
         batches = make(train_split, short_seq_len=obj.short_seq_len,
-                       short_seq_fraction=obj.short_seq_fraction, seed=seed)
+                       short_seq_fraction=obj.short_seq_fraction, seed=data_seed(seed))
         held_out = [make(val_split, seed=seed + 1).next_batch(1.0) for _ in range(EVAL_BATCHES)]
         evaluate = functools.partial(evaluate_pretraining, batches=held_out, device=device)
         return Objective(batches, pretrain_loss, evaluate, ("val_mlm_loss", "val_mlm_acc"))
@@ -153,7 +173,7 @@ def _objective(cfg: PretrainConfig, model_cfg: ModelConfig, tokenizer: Tokenizer
                                  batch_size=batch_size, seq_len=obj.seq_len,
                                  noise_density=obj.noise_density, mean_span=obj.mean_span)
         loss = span_corruption_loss
-    batches = make(train_split, seed=seed)
+    batches = make(train_split, seed=data_seed(seed))
     held_out = [make(val_split, seed=seed + 1).next_batch(1.0) for _ in range(EVAL_BATCHES)]
     evaluate = functools.partial(evaluate_lm, batches=held_out, loss_fn=loss, device=device)
     return Objective(batches, loss, evaluate,

@@ -31,9 +31,10 @@ import torch
 from torch import nn
 
 from plmkit.config import TrainConfig, to_dict
-from plmkit.runtime import UserError, atomic_dir
+from plmkit.runtime import UserError, atomic_dir, rank
 
 CHECKPOINTS = "checkpoints"
+RNG_BY_RANK = "rng_by_rank.pt"  # every rank's generators, in a torchrun job's checkpoint
 
 # Keys that may differ between the saved and the resumed configuration, wherever they appear:
 # how long to run, how often to look, and speed-only settings.
@@ -137,14 +138,18 @@ def save_checkpoint(
     trainer: dict[str, Any],
     *,
     keep: int = 2,
+    rng_by_rank: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Write step-N atomically (weights, optimizer, RNG, `trainer` as JSON); keep the newest `keep`."""
+    """Write step-N atomically (weights, optimizer, RNG, `trainer` as JSON); keep the newest `keep`.
+    rng_by_rank: every rank's generator states, in a torchrun job (rng.pt holds this process's)."""
     path = checkpoint_dir(run_dir, step)
     with atomic_dir(path) as tmp:
         safetensors.torch.save_model(model, str(tmp / "model.safetensors"), force_contiguous=True)
         (tmp / "state").mkdir()
         torch.save(optimizer.state_dict(), tmp / "state" / "optimizer.pt")
         torch.save(capture_rng(), tmp / "state" / "rng.pt")
+        if rng_by_rank is not None:
+            torch.save(rng_by_rank, tmp / "state" / RNG_BY_RANK)
         text = json.dumps(trainer, indent=1, default=str)
         (tmp / "state" / "trainer.json").write_text(text + "\n", encoding="utf-8")
     for _, old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
@@ -175,7 +180,11 @@ def load_checkpoint(
     _read(ckpt / "state" / "optimizer.pt", lambda p: optimizer.load_state_dict(_torch_load(p)))
     for group, flags in zip(optimizer.param_groups, speed_flags, strict=True):
         group.update(flags)  # fused/foreach follow this machine, not the one that saved
-    rng = _read(ckpt / "state" / "rng.pt", _torch_load)
+    by_rank = ckpt / "state" / RNG_BY_RANK
+    if by_rank.is_file():  # a torchrun job's checkpoint: each rank takes its own
+        rng = _read(by_rank, _torch_load)[rank()]
+    else:
+        rng = _read(ckpt / "state" / "rng.pt", _torch_load)
     return Restored(trainer, rng)
 
 

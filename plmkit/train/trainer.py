@@ -10,9 +10,11 @@ data cursor and clock, so a resumed run is bit-identical to an uninterrupted one
 cost of that guarantee is that evaluation runs with the RNG states saved and put back, and that
 each checkpoint holds the optimizer state (twice the weights) besides the weights.
 
-Several processes (torchrun) get a seam, not a full treatment: DDP wrapping with `no_sync`
-during accumulation, rank 0 alone writing, and a stop decision all ranks agree on; data
-sharding is the BatchSource's job, and only rank 0's data cursor and RNG go in a checkpoint.
+Several processes (torchrun, DDP): `no_sync` during accumulation, a stop decision all ranks
+agree on, rank 0 alone writing. Each rank's BatchSource draws its own batches (the stage seeds
+it per rank: runtime.data_seed); a checkpoint gathers every rank's data cursor and generator
+states, so a run resumes exactly with as many processes as it was saved with (a test resumes a
+two-process CPU run bit-identically). FSDP is not built.
 """
 
 from __future__ import annotations
@@ -236,20 +238,42 @@ def _evaluate(run: _Run, eval_fn: EvalFn) -> dict[str, float]:
 
 
 def _save(run: _Run, logger: log.TrainLog, next_lr: float) -> None:
-    """Checkpoint on rank 0: weights, optimizer, RNG, and the trainer's own position."""
+    """Checkpoint: weights, optimizer, RNG, and the trainer's own position. Under torchrun
+    every rank's data cursor and RNG state are gathered, and rank 0 alone writes."""
+    cursors = _gather(run, run.batches.state_dict())  # one per rank
+    rngs = _gather(run, state.capture_rng())
     if not is_main_process():
         return
     trainer = {
         "step": run.step,
         "train_time_s": run.train_time_s,
-        "batches": run.batches.state_dict(),
+        "batches": cursors[0],
         "schedule": {"progress": _progress(run), "lr": next_lr},
         "log_window": logger.window_state(),
         "train_config": to_dict(run.cfg),
         "run_config": run.run_config,
         "world_size": world_size(),
     }
-    state.save_checkpoint(run.run_dir, run.step, run.model, run.optimizer, trainer, keep=run.keep)
+    if len(cursors) > 1:
+        trainer["batches_by_rank"] = cursors
+    state.save_checkpoint(
+        run.run_dir,
+        step=run.step,
+        model=run.model,
+        optimizer=run.optimizer,
+        trainer=trainer,
+        keep=run.keep,
+        rng_by_rank=rngs if len(rngs) > 1 else None,
+    )
+
+
+def _gather(run: _Run, value: Any) -> list[Any]:
+    """`value` from every rank, in rank order ([value] when alone)."""
+    if run.ddp is None:
+        return [value]
+    out: list[Any] = [None] * world_size()
+    torch.distributed.all_gather_object(out, value)
+    return out
 
 
 # ----------------------------------------------------------------------------- setup
@@ -337,10 +361,19 @@ def _setup(
 
 
 def _restore(run: _Run, ckpt: Path) -> dict[str, Any]:
-    """Load a checkpoint into the run; return its RNG states, to be applied just before the loop."""
+    """Load a checkpoint into the run; return this rank's RNG states, to be applied just before
+    the loop. Each rank takes back its own data cursor, so a run resumes with as many processes
+    as it was saved with."""
     restored = state.load_checkpoint(ckpt, run.model, run.optimizer)
-    run.step, run.train_time_s = restored.trainer["step"], restored.trainer["train_time_s"]
-    run.batches.load_state_dict(restored.trainer["batches"])
+    trainer = restored.trainer
+    saved_world = trainer.get("world_size", 1)
+    if saved_world != world_size():
+        raise UserError(
+            f"resume: {ckpt} was saved by {saved_world} process(es), this run has "
+            f"{world_size()}: resume with the same number (each holds its own data position)"
+        )
+    run.step, run.train_time_s = trainer["step"], trainer["train_time_s"]
+    run.batches.load_state_dict(trainer.get("batches_by_rank", [trainer["batches"]])[rank()])
     return restored.rng
 
 
@@ -362,5 +395,9 @@ def _wrap(
         if not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
         ids = [device.index] if device.type == "cuda" else None
-        ddp = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        # Unused parameters are normal here: the NSP head while NSP waits for full length,
+        # BERT's pooler in an MLM-only run. Finding them costs a walk of the autograd graph.
+        ddp = nn.parallel.DistributedDataParallel(
+            model, device_ids=ids, find_unused_parameters=True
+        )
     return (ddp if ddp is not None else model), ddp
