@@ -5,7 +5,8 @@ specialised on it, each new length would recompile (tens of seconds on a GPU) an
 crawl. This trains a small BERT through `runtime.compile_step` (model and loss together, as the
 trainer does) on batches of random lengths, and prints per step: N, seconds, the graphs Dynamo
 has built so far, and the loss against the same model run eagerly. Passing means the graph count stops growing after the
-second batch (the first is traced with static sizes, the second with symbolic ones).
+second batch (the first is traced with static sizes, the second with symbolic ones), or, with
+`--dynamic` (train.compile_dynamic), after the first.
 
     python bench/compile_check.py --device cuda   # bf16 autocast: the flash varlen kernel
     python bench/compile_check.py --device cpu    # inductor's CPU code, the padded attention
@@ -40,6 +41,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batches", type=int, default=8)
+    parser.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="sizes symbolic from the start (train.compile_dynamic)",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     amp = (
@@ -54,7 +60,7 @@ def main() -> None:
         logits = model(ids, mask, None, positions).mlm_logits  # (M, V)
         return torch.nn.functional.cross_entropy(logits.float(), labels)
 
-    step = compile_step(forward_loss)
+    step = compile_step(forward_loss, dynamic=args.dynamic or None)
     rng = torch.Generator().manual_seed(0)
     tolerance = 1e-2 if device.type == "cuda" else 1e-4  # relative: bf16 there, fp32 here
     graphs, worst = [], 0.0

@@ -76,7 +76,7 @@ fi
 
 if [[ $PARTS == *" checks "* ]]; then
   part "compile check"
-  timeout $(($(left) - 60)) $PY bench/compile_check.py --device "$DEVICE" 2>&1 | quiet |
+  timeout $(($(left) - 60)) $PY bench/compile_check.py --device "$DEVICE" --dynamic 2>&1 | quiet |
     tee "$OUT/compile_check.md"
   if ((PIPESTATUS[0] != 0)); then  # keep the session's other parts alive: pretrain eagerly
     echo "compile check failed: time to quality pretrains without torch.compile"

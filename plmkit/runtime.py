@@ -99,7 +99,9 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     raise UserError(f"precision '{precision}': use auto, fp32 or bf16")
 
 
-def compile_step(fn: Callable[..., Any], backend: Any = "inductor") -> Callable[..., Any]:
+def compile_step(
+    fn: Callable[..., Any], backend: Any = "inductor", dynamic: bool | None = None
+) -> Callable[..., Any]:
     """`torch.compile(fn)` (a model, or a model's forward and loss together), with
     data-dependent sizes traced instead of splitting the graph.
 
@@ -108,8 +110,9 @@ def compile_step(fn: Callable[..., Any], backend: Any = "inductor") -> Callable[
     compile as separate graphs. Tracing it keeps one graph whose N is symbolic, so batches of
     any length reuse it (tests/models/test_compile.py counts the graphs). The setting applies
     to this function's calls only: other compiled code in the process keeps Dynamo's defaults.
+    `dynamic` is torch.compile's (True: every size symbolic from the start).
     """
-    compiled = torch.compile(fn, backend=backend)
+    compiled = torch.compile(fn, backend=backend, dynamic=dynamic)
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:

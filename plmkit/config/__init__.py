@@ -150,7 +150,11 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
-    compile: bool = False  # torch.compile the model (speed only)
+    compile: bool = False  # torch.compile the model and its loss (speed only)
+    # with compile: every size symbolic from the first batch (one compilation when sizes vary
+    # batch to batch, as MLM's masked count does); false: compile for the first batch's sizes
+    # and once more when one changes (faster code for fixed shapes, e.g. GPT windows)
+    compile_dynamic: bool = False
     fused_adamw: bool = True  # the fused AdamW kernel (speed only; same update as the loop)
     lr_by_rms: bool = False  # each matrix's lr × its starting RMS; T5 from scratch: true, lr ~3e-2
     device: str = "auto"  # auto | cpu | cuda | cuda:N

@@ -40,7 +40,7 @@ RNG_BY_RANK = "rng_by_rank.pt"  # every rank's generators, in a torchrun job's c
 # how long to run, how often to look, and speed-only settings.
 MAY_CHANGE_ON_RESUME = frozenset(
     ["max_steps", "max_time_s", "eval_every", "save_every", "log_every"]
-    + ["compile", "threads", "device", "resume"]
+    + ["compile", "compile_dynamic", "threads", "device", "resume"]
 )
 
 _STEP_DIR = re.compile(r"step-(\d+)")

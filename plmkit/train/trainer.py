@@ -350,7 +350,11 @@ def _setup(
         batches=batches,
         # Compiled as one graph with the model, the loss fuses into the last matmul's consumers
         # instead of re-reading (B, T, V) logits several times in eager kernels.
-        forward_loss=compile_step(forward_loss) if cfg.compile else forward_loss,
+        forward_loss=(
+            compile_step(forward_loss, dynamic=cfg.compile_dynamic or None)
+            if cfg.compile
+            else forward_loss
+        ),
         cfg=cfg,
         device=device,
         amp_dtype=amp_dtype,

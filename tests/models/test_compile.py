@@ -90,3 +90,22 @@ def test_training_compile_traces_the_unpadded_encoder_as_one_graph() -> None:
     graphs.clear()
     torch.compile(model, backend=counting_backend)(ids, mask, None, positions)
     assert len(graphs) > 1  # the defaults, which compile_step must not change for others
+
+
+def test_compile_dynamic_traces_once_for_batches_of_any_size() -> None:
+    """train.compile_dynamic: the first trace is already symbolic, so a batch with another masked
+    count (MLM's changes every batch) reuses it instead of compiling a second time."""
+    torch._dynamo.reset()
+    graphs = []
+
+    def counting_backend(gm: torch.fx.GraphModule, inputs: list) -> object:
+        graphs.append(gm)
+        return gm.forward
+
+    model = PretrainingModel(dataclasses.replace(CFG, unpad=True)).train()
+    step = compile_step(model, backend=counting_backend, dynamic=True)
+    for masked in (4, 7, 11):
+        ids = torch.randint(5, 300, (3, 16))
+        mask = torch.ones(3, 16, dtype=torch.long)
+        step(ids, mask, None, torch.randperm(48)[:masked].sort().values)
+    assert len(graphs) == 1
