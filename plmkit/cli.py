@@ -154,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         if ns.print_config:
             print(C.dump_yaml(cfg), end="")
             return 0
-        if world_size() > 1 and (suite or ns.verb != "pretrain"):
-            raise UserError(f"torchrun runs `plmkit pretrain` on several processes; "
-                            f"run `{ns.verb}` in one (WORLD_SIZE is {world_size()})")
+        if world_size() > 1 and (suite or ns.verb not in ("pretrain", "finetune")):
+            raise UserError(f"torchrun runs `plmkit pretrain` and `finetune` on several "
+                            f"processes; run `{ns.verb}` in one (WORLD_SIZE is {world_size()})")
         if suite:
             stage_module("suite").run(cfg, suite)
         else:

@@ -114,10 +114,11 @@ def test_user_mistake_gives_one_clear_line(case: str, build: Callable[[Path], li
         assert not (tmp_path / "out").exists(), f"{case}: left output behind"
 
 
-def test_torchrun_is_for_pretraining_only(tmp_path: Path, monkeypatch, capsys) -> None:
-    """Fine-tuning stages write as one process; under torchrun they say so instead of racing."""
+def test_torchrun_is_for_training_verbs_only(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Verbs that only read and write (evaluate, predict, export…) run as one process; under
+    torchrun they say so instead of racing to write."""
     monkeypatch.setenv("WORLD_SIZE", "2")
-    code = main(["finetune", f"train_file={tmp_path / 'train.tsv'}", f"output={tmp_path / 'out'}"])
+    code = main(["evaluate", f"model={tmp_path / 'm'}", f"file={tmp_path / 'test.tsv'}"])
     err = capsys.readouterr().err
-    assert code == 2 and "torchrun runs `plmkit pretrain`" in err, err
+    assert code == 2 and "torchrun runs `plmkit pretrain` and `finetune`" in err, err
     assert not (tmp_path / "out").exists()

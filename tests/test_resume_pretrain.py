@@ -101,3 +101,32 @@ def test_two_process_run_draws_per_rank_data_and_resumes_bit_identically(shards,
     alone = main(["pretrain", f"shards={shards}", f"output={tmp_path / 'resumed'}", *RUN,
                   *steps, "resume=true"])
     assert alone == 2 and "saved by 2 process(es), this run has 1" in capsys.readouterr().err
+
+
+def test_two_process_finetuning_takes_the_steps_of_one_process_with_twice_the_batch(
+    shards: Path, tmp_path: Path
+) -> None:
+    """torchrun finetune: each process trains on its half of every batch of 2 × batch_size rows,
+    so (without dropout) two processes at batch 4 end where one process at batch 8 does; rank 0
+    alone writes the run's files."""
+    lines = (shards.parent / "corpus.txt").read_text(encoding="utf-8").split("\n")
+    rows = [line.strip().replace("\t", " ")[:200] for line in lines if len(line.strip()) > 20][:64]
+    train = tmp_path / "train.tsv"
+    train.write_text("text\tlabel\n" + "".join(f"{r}\t{i % 2}\n" for i, r in enumerate(rows)))
+    common = [f"tokenizer={shards / 'tokenizer'}", f"train_file={train}", "model.hidden_size=32",
+              "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64",
+              "model.max_position=64", "max_length=32", "dropout=0.0", "epochs=1",
+              "train.device=cpu", "train.threads=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node", "2", "-m", "plmkit", "finetune", *common,
+                          "train.batch_size=4", f"output={tmp_path / 'two'}"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert main(["finetune", *common, "train.batch_size=8", f"output={tmp_path / 'one'}"]) == 0
+    for run in ("one", "two"):
+        assert json.loads((tmp_path / run / "summary.json").read_text())["steps"] == 8
+    a = load_file(tmp_path / "one" / "final" / "model.safetensors")
+    b = load_file(tmp_path / "two" / "final" / "model.safetensors")
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert worst < 1e-5, f"two processes at batch 4 vs one at batch 8: max abs diff {worst:.2e}"

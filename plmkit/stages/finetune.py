@@ -15,7 +15,7 @@ from typing import Any
 from plmkit.checkpoint import load_into, save_model
 from plmkit.config import FinetuneConfig, to_dict
 from plmkit.models.heads import SequenceClassifier
-from plmkit.runtime import UserError, pick_device, seed_everything
+from plmkit.runtime import UserError, is_main_process, pick_device, seed_everything
 from plmkit.stages import finetune_matching, finetune_ner, finetune_qa, finetune_seq2seq
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
 from plmkit.tasks import sampling
@@ -80,6 +80,8 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
         load_into(model, checkpoint)
 
     result = fit_rows(model, train_set, collate_examples, classification_loss, cfg, run_dir)
+    if not is_main_process():  # rank 0 evaluates and writes
+        return {"steps": result.steps, "train_time_s": result.train_time_s}
 
     dev_metrics: dict[str, float] = {}
     if dev_set is not None:

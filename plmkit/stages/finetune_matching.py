@@ -20,7 +20,7 @@ from typing import Any
 from plmkit.checkpoint import load_into, save_model
 from plmkit.config import FinetuneConfig, to_dict
 from plmkit.models.heads import SentenceEmbedder
-from plmkit.runtime import UserError, pick_device, print0, seed_everything
+from plmkit.runtime import UserError, is_main_process, pick_device, print0, seed_everything
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
 from plmkit.tasks.matching import (
     collate_text_pairs,
@@ -69,6 +69,8 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
 
     print0(f"finetune: {len(pairs)} positive pairs of {len(train)} rows")
     result = fit_rows(model, train_set, collate_text_pairs, loss_fn, cfg, run_dir, drop_last=True)
+    if not is_main_process():  # rank 0 evaluates and writes
+        return {"steps": result.steps, "train_time_s": result.train_time_s}
 
     dev_metrics: dict[str, float] = {}
     if dev:

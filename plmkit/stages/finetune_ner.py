@@ -16,7 +16,7 @@ from typing import Any
 from plmkit.checkpoint import load_into, save_model
 from plmkit.config import FinetuneConfig, to_dict
 from plmkit.models.heads import TokenClassifier
-from plmkit.runtime import pick_device, seed_everything
+from plmkit.runtime import is_main_process, pick_device, seed_everything
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
 from plmkit.tasks.classification import LabelSet
 from plmkit.tasks.tagged import read_tagged_file
@@ -55,6 +55,8 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
         load_into(model, checkpoint, architecture=ARCHITECTURE)
 
     result = fit_rows(model, train_set, collate_tagged, token_classification_loss, cfg, run_dir)
+    if not is_main_process():  # rank 0 evaluates and writes
+        return {"steps": result.steps, "train_time_s": result.train_time_s}
 
     dev_metrics: dict[str, float] = {}
     if dev_set is not None:

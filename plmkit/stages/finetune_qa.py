@@ -19,7 +19,7 @@ from typing import Any
 from plmkit.checkpoint import load_into, save_model
 from plmkit.config import FinetuneConfig, to_dict
 from plmkit.models.heads import SpanExtractor
-from plmkit.runtime import atomic_write_text, pick_device, seed_everything
+from plmkit.runtime import atomic_write_text, is_main_process, pick_device, seed_everything
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
 from plmkit.tasks.qa import collate_qa, encode_qa, span_loss
 from plmkit.tasks.qa_eval import choose_metric, read_questions, score
@@ -50,6 +50,8 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
         load_into(model, checkpoint, architecture=ARCHITECTURE)
 
     result = fit_rows(model, train_set, collate_qa, span_loss, cfg, run_dir)
+    if not is_main_process():  # rank 0 evaluates and writes
+        return {"steps": result.steps, "train_time_s": result.train_time_s}
 
     dev_metrics: dict[str, float] = {}
     if dev:

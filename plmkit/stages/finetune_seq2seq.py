@@ -20,7 +20,13 @@ from plmkit.config import (
     to_dict,
 )
 from plmkit.models.seq2seq import Seq2SeqLM
-from plmkit.runtime import UserError, atomic_write_text, pick_device, seed_everything
+from plmkit.runtime import (
+    UserError,
+    atomic_write_text,
+    is_main_process,
+    pick_device,
+    seed_everything,
+)
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
 from plmkit.tasks.generation import (
     collate_pairs,
@@ -62,6 +68,8 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
         load_into(model, checkpoint)
 
     result = fit_rows(model, train_pairs, collate_pairs, seq2seq_loss, cfg, run_dir)
+    if not is_main_process():  # rank 0 evaluates and writes
+        return {"steps": result.steps, "train_time_s": result.train_time_s}
 
     dev_metrics: dict[str, float] = {}
     if dev_pairs is not None:

@@ -21,7 +21,16 @@ from torch import nn
 
 from plmkit.checkpoint import Checkpoint, read_checkpoint, resolve_model_dir
 from plmkit.config import FinetuneConfig, ModelConfig, TrainConfig, check_model_config, dump_yaml
-from plmkit.runtime import UserError, atomic_write_text, print0
+from plmkit.runtime import (
+    UserError,
+    atomic_write_text,
+    barrier,
+    is_main_process,
+    print0,
+    rank,
+    start_processes,
+    world_size,
+)
 from plmkit.tasks.metrics import markdown_table
 from plmkit.tasks.sampling import SampledBatches, steps_for_epochs
 from plmkit.text.tokenizer import load_tokenizer
@@ -66,10 +75,12 @@ def model_to_finetune(cfg: FinetuneConfig, tokenizer: Tokenizer, init_dir: Path 
 
 
 def train_config(cfg: FinetuneConfig, num_rows: int) -> TrainConfig:
-    """cfg.train, with max_steps set from cfg.epochs over `num_rows` training rows when it is 0."""
+    """cfg.train, with max_steps set from cfg.epochs over `num_rows` training rows when it is 0
+    (under torchrun a step takes train.batch_size rows on each process)."""
     if cfg.train.max_steps:
         return cfg.train
-    steps = steps_for_epochs(cfg.epochs, num_rows, cfg.train.batch_size, cfg.train.grad_accum)
+    global_batch = cfg.train.batch_size * world_size()
+    steps = steps_for_epochs(cfg.epochs, num_rows, global_batch, cfg.train.grad_accum)
     return dataclasses.replace(cfg.train, max_steps=steps)
 
 
@@ -77,12 +88,17 @@ def fit_rows(model: nn.Module, rows: Sized, collate: Callable[[Any, Any], dict],
              loss_fn: LossFn, cfg: FinetuneConfig, run_dir: Path, *,
              drop_last: bool = False) -> FitResult:
     """Train `model` on encoded `rows`, sampled into batches by `collate(rows, indices)` (full
-    ones only with `drop_last`); the resolved config is saved in `run_dir` first."""
+    ones only with `drop_last`); the resolved config is saved in `run_dir` first. Under torchrun
+    each process trains on its share of every batch; after this, the caller's work (evaluating,
+    writing) is rank 0's alone (`is_main_process`)."""
     train_cfg = train_config(cfg, len(rows))
     batches = SampledBatches(rows, train_cfg.batch_size, collate, seed=train_cfg.seed,
-                             drop_last=drop_last)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+                             drop_last=drop_last, rank=rank(), world=world_size())
+    start_processes(train_cfg.device)
+    barrier()  # every rank has checked the output directory before rank 0 writes into it
+    if is_main_process():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
     return fit(model, batches, loss_fn, train_cfg, run_dir)
 
 

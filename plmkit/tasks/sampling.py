@@ -5,8 +5,10 @@ encoded rows; `SampledBatches` is the one place that orders them and the one Bat
 hand to the trainer. A task contributes only its collate function, `collate(rows, indices)` →
 padded tensors (built on `pad_inputs`), while ordering and resume live here. Each epoch
 is a permutation seeded by (seed, epoch), so the resume cursor is (epoch, position) and a resumed
-run sees exactly the batches an uninterrupted one would. The cost: no length bucketing, so a
-batch pads to its longest row.
+run sees exactly the batches an uninterrupted one would. Under torchrun every rank walks the same
+permutation in global batches of batch_size × world rows and keeps every world-th row from its
+rank on, so the cursor is the same on all ranks. The cost: no length bucketing, so a batch pads
+to its longest row.
 """
 
 from __future__ import annotations
@@ -34,16 +36,23 @@ class SampledBatches(Generic[Rows]):
         seed: int,
         shuffle: bool = True,
         drop_last: bool = False,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         if len(rows) < 1:
             raise UserError("no labelled examples to train on")
         if batch_size < 1:
             raise UserError(f"batch_size={batch_size}: must be at least 1")
+        if len(rows) < batch_size * world and world > 1:
+            raise UserError(f"{len(rows)} examples cannot fill one batch of {batch_size} for "
+                            f"each of {world} processes")
         self.rows, self.collate, self.num_rows = rows, collate, len(rows)
-        self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
+        self.seed, self.shuffle, self.rank, self.world = seed, shuffle, rank, world
+        self.batch_size = batch_size * world  # the global batch; this rank keeps its share
         # Full batches only (when the data holds one): in-batch negatives need company, and a
-        # pair alone gives a zero loss. Each epoch's permutation differs, so no row is left out.
-        self.drop_last = drop_last and self.num_rows >= batch_size
+        # pair alone gives a zero loss; several processes need a share each. Each epoch's
+        # permutation differs, so no row is left out for good.
+        self.drop_last = (drop_last or world > 1) and self.num_rows >= self.batch_size
         self.epoch, self.position = 0, 0
         self._order: tuple[int, np.ndarray] | None = None  # (epoch, permutation) cache
 
@@ -68,7 +77,7 @@ class SampledBatches(Generic[Rows]):
             self.epoch, self.position = self.epoch + 1, 0
         indices = self._permutation()[self.position : self.position + self.batch_size]
         self.position += len(indices)
-        return self.collate(self.rows, indices)
+        return self.collate(self.rows, indices[self.rank :: self.world])
 
     def state_dict(self) -> dict:
         """JSON-serialisable cursor: the next batch after a reload is the one that would have come."""
