@@ -4,9 +4,9 @@ The unpadded path's token count N differs in every batch (models/unpad.py). If `
 specialised on it, each new length would recompile (tens of seconds on a GPU) and training would
 crawl. This trains a small BERT through `runtime.compile_step` (model and loss together, as the
 trainer does) on batches of random lengths, and prints per step: N, seconds, the graphs Dynamo
-has built so far, and the loss against the same model run eagerly. Passing means the graph count stops growing after the
-second batch (the first is traced with static sizes, the second with symbolic ones), or, with
-`--dynamic` (train.compile_dynamic), after the first.
+has built so far, and the loss against the same model run eagerly. Passing means the graph
+count stops growing after the second batch (the first is traced with static sizes, the second
+with symbolic ones), or, with `--dynamic` (train.compile_dynamic), after the first.
 
     python bench/compile_check.py --device cuda   # bf16 autocast: the flash varlen kernel
     python bench/compile_check.py --device cpu    # inductor's CPU code, the padded attention

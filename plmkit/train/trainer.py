@@ -11,10 +11,11 @@ cost of that guarantee is that evaluation runs with the RNG states saved and put
 each checkpoint holds the optimizer state (twice the weights) besides the weights.
 
 Several processes (torchrun, DDP): `no_sync` during accumulation, a stop decision all ranks
-agree on, rank 0 alone writing. Each rank's BatchSource draws its own batches (the stage seeds
-it per rank: runtime.data_seed); a checkpoint gathers every rank's data cursor and generator
-states, so a run resumes exactly with as many processes as it was saved with (a test resumes a
-two-process CPU run bit-identically). FSDP is not built.
+agree on, rank 0 alone writing. Each rank's BatchSource yields that rank's batches
+(pretraining sources are seeded per rank, runtime.data_seed; fine-tuning ones split a shared
+shuffle); a checkpoint gathers every rank's data cursor and generator states, so a run resumes
+exactly with as many processes as it was saved with (a test resumes a two-process CPU run
+bit-identically). FSDP is not built.
 """
 
 from __future__ import annotations
