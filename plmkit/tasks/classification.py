@@ -15,6 +15,7 @@ Key choices and their cost (reading and validating rows lives in tasks/tables.py
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,11 +27,10 @@ from torch import nn
 
 from plmkit.runtime import UserError
 from plmkit.tasks.metrics import classification_metrics, regression_metrics
-from plmkit.tasks.sampling import pad_inputs
+from plmkit.tasks.sampling import pad_inputs, predict_batches
 from plmkit.tasks.tables import Example, check_task
 
 MIN_MAX_LENGTH = 8  # [CLS] A [SEP] B [SEP] plus a few tokens of text
-INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 # ----------------------------------------------------------------------------- labels
@@ -203,24 +203,12 @@ def predict_logits(
     model: nn.Module, encoded: EncodedSet, batch_size: int = 64, device: str | torch.device = "cpu"
 ) -> np.ndarray:
     """Logits (N, num_labels) in input order; batches of similar length, eval mode, no grad."""
-    device = torch.device(device)
-    order = np.argsort(-encoded.lengths, kind="stable")  # longest first: little padding
-    parts = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
-                batch = collate_examples(encoded, rows, with_labels=False)
-                logits = model(*(batch[key].to(device) for key in INPUT_KEYS))  # (B, C)
-                parts.append(logits.float().cpu().numpy())
-    finally:
-        model.train(was_training)
-    if not parts:
-        return np.zeros((0, 0), dtype=np.float32)
-    logits = np.empty_like(np.concatenate(parts))
-    logits[order] = np.concatenate(parts)
+    logits = np.zeros((0, 0), dtype=np.float32)
+    collate = functools.partial(collate_examples, encoded, with_labels=False)
+    for rows, out in predict_batches(model, encoded.lengths, batch_size, collate, device):
+        if not logits.size:
+            logits = np.empty((len(encoded.lengths), out.shape[-1]), dtype=np.float32)
+        logits[rows] = out.float().cpu().numpy()  # (B, C)
     return logits
 
 

@@ -38,9 +38,8 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from plmkit.runtime import UserError
-from plmkit.tasks.classification import INPUT_KEYS
 from plmkit.tasks.metrics import regression_metrics
-from plmkit.tasks.sampling import pad_inputs
+from plmkit.tasks.sampling import INPUT_KEYS, pad_inputs, predict_batches
 from plmkit.tasks.tables import Example
 
 MIN_MAX_LENGTH = 3  # [CLS] token [SEP]
@@ -175,24 +174,17 @@ def embed_texts(
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
     """Unit-length embeddings (N, H) of `texts`, in input order; eval mode, no grad."""
-    device = torch.device(device)
     rows, pad_id = encode_texts(tokenizer, texts, max_length), _pad_id(tokenizer)
-    order = np.argsort([-len(r) for r in rows], kind="stable")  # longest first: little padding
-    parts = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                batch = pad_inputs([rows[i] for i in order[start : start + batch_size]], pad_id)
-                vectors = model(*(batch[key].to(device) for key in INPUT_KEYS))  # (B, H)
-                parts.append(F.normalize(vectors.float(), dim=-1).cpu().numpy())  # (B, H)
-    finally:
-        model.train(was_training)
-    if not parts:
-        return np.zeros((0, 0), dtype=np.float32)
-    out = np.empty_like(np.concatenate(parts))
-    out[order] = np.concatenate(parts)
+    out = np.zeros((0, 0), dtype=np.float32)
+
+    def collate(indices: np.ndarray) -> dict[str, torch.Tensor]:
+        return pad_inputs([rows[i] for i in indices], pad_id)
+
+    lengths = [len(r) for r in rows]
+    for indices, vectors in predict_batches(model, lengths, batch_size, collate, device):
+        if not out.size:
+            out = np.empty((len(rows), vectors.shape[-1]), dtype=np.float32)
+        out[indices] = F.normalize(vectors.float(), dim=-1).cpu().numpy()  # (B, H)
     return out
 
 

@@ -25,6 +25,7 @@ Key choices and their cost:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,9 +36,8 @@ from tokenizers import Encoding, Tokenizer
 from torch import nn
 
 from plmkit.runtime import UserError
-from plmkit.tasks.classification import INPUT_KEYS
 from plmkit.tasks.qa_data import QAExample
-from plmkit.tasks.sampling import pad_inputs
+from plmkit.tasks.sampling import INPUT_KEYS, pad_inputs, predict_batches
 
 NO_CHAR = -1  # offset of a token outside the context (question, specials, padding)
 
@@ -186,23 +186,14 @@ def predict_spans(
     model: nn.Module, features: QAFeatures, batch_size: int = 32, device: str | torch.device = "cpu"
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(start, end) logits of every window, unpadded, in window order; eval mode, no grad."""
-    device = torch.device(device)
     out: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0), np.zeros(0))] * len(features)
-    order = np.argsort([-len(ids) for ids in features.input_ids], kind="stable")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for first in range(0, len(order), batch_size):
-                rows = order[first : first + batch_size]
-                batch = collate_qa(features, rows, with_targets=False)
-                start, end = model(*(batch[key].to(device) for key in INPUT_KEYS))  # (B, T) each
-                start, end = start.float().cpu().numpy(), end.float().cpu().numpy()
-                for row, i in enumerate(rows):
-                    n = len(features.input_ids[i])
-                    out[i] = (start[row, :n], end[row, :n])
-    finally:
-        model.train(was_training)
+    collate = functools.partial(collate_qa, features, with_targets=False)
+    lengths = [len(ids) for ids in features.input_ids]
+    for rows, (start, end) in predict_batches(model, lengths, batch_size, collate, device):
+        start, end = start.float().cpu().numpy(), end.float().cpu().numpy()  # (B, T) each
+        for row, i in enumerate(rows):
+            n = len(features.input_ids[i])
+            out[i] = (start[row, :n], end[row, :n])
     return out
 
 

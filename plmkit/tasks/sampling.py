@@ -1,4 +1,5 @@
-"""The trainer's batches for every labelled-data task: shuffled epochs whose cursor is two integers.
+"""Batches for every labelled-data task: shuffled epochs for the trainer, whose cursor is two
+integers, and length-sorted ones for prediction (`predict_batches`).
 
 Every fine-tuning task (classification, seq2seq, tagging, QA, matching) trains on a fixed set of
 encoded rows; `SampledBatches` is the one place that orders them and the one BatchSource they
@@ -14,15 +15,17 @@ to its longest row.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence, Sized
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterator, Sequence, Sized
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from plmkit.runtime import UserError
 
 Rows = TypeVar("Rows", bound=Sized)
+INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # pad_inputs' keys, model order
 
 
 class SampledBatches(Generic[Rows]):
@@ -119,3 +122,27 @@ def pad_inputs(
         "attention_mask": torch.from_numpy(mask),
         "token_type_ids": torch.from_numpy(type_ids),
     }
+
+
+def predict_batches(
+    model: nn.Module,
+    lengths: Sequence[int] | np.ndarray,
+    batch_size: int,
+    collate: Callable[[np.ndarray], dict[str, torch.Tensor]],
+    device: str | torch.device = "cpu",
+) -> Iterator[tuple[np.ndarray, Any]]:
+    """(row indices, model output) per batch of `collate(indices)`, longest rows first (little
+    padding); the model runs in eval mode under inference_mode, which also holds for the
+    caller's code between batches, and gets its train/eval mode back at the end."""
+    device = torch.device(device)
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                batch = collate(rows)
+                yield rows, model(*(batch[key].to(device) for key in INPUT_KEYS))
+    finally:
+        model.train(was_training)

@@ -23,6 +23,7 @@ Key choices and their cost:
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,8 +36,8 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from plmkit.runtime import UserError
-from plmkit.tasks.classification import INPUT_KEYS, LabelSet
-from plmkit.tasks.sampling import pad_inputs
+from plmkit.tasks.classification import LabelSet
+from plmkit.tasks.sampling import INPUT_KEYS, pad_inputs, predict_batches
 from plmkit.tasks.tagged import TaggedSentence
 from plmkit.tasks.tags import (
     OUTSIDE,
@@ -223,25 +224,16 @@ def predict_tags(
     device: str | torch.device = "cpu",
 ) -> list[list[str]]:
     """One tag per word of every sentence (first sub-word's argmax; "O" for unaligned words)."""
-    device = torch.device(device)
     tags = [[OUTSIDE] * n for n in features.words_per_sentence]
-    order = np.argsort([-len(ids) for ids in features.input_ids], kind="stable")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
-                batch = collate_tagged(features, rows, with_labels=False)
-                logits = model(*(batch[key].to(device) for key in INPUT_KEYS))  # (B, T, C)
-                best = logits.argmax(dim=-1).cpu().numpy()  # (B, T)
-                for row, i in enumerate(rows):
-                    words = features.word_index[i]
-                    sentence_tags = tags[features.sentence[i]]
-                    for position in np.flatnonzero(words >= 0):
-                        sentence_tags[words[position]] = labels.names[best[row, position]]
-    finally:
-        model.train(was_training)
+    collate = functools.partial(collate_tagged, features, with_labels=False)
+    lengths = [len(ids) for ids in features.input_ids]
+    for rows, logits in predict_batches(model, lengths, batch_size, collate, device):
+        best = logits.argmax(dim=-1).cpu().numpy()  # (B, T) from (B, T, C)
+        for row, i in enumerate(rows):
+            words = features.word_index[i]
+            sentence_tags = tags[features.sentence[i]]
+            for position in np.flatnonzero(words >= 0):
+                sentence_tags[words[position]] = labels.names[best[row, position]]
     return tags
 
 
