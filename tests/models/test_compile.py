@@ -21,6 +21,16 @@ CFG = ModelConfig(vocab_size=300, hidden_size=32, num_layers=2, num_heads=4, int
                   max_position=64, dropout=0.1, attention_dropout=0.1)
 
 
+def _counting(graphs: list[torch.fx.GraphModule]) -> object:
+    """A Dynamo backend that records each graph it is given and runs it as traced."""
+
+    def backend(gm: torch.fx.GraphModule, inputs: list) -> object:
+        graphs.append(gm)
+        return gm.forward
+
+    return backend
+
+
 @pytest.mark.parametrize("unpad", [True, False])
 def test_bert_pretraining_forward_has_no_graph_break(unpad: bool) -> None:
     torch._dynamo.reset()
@@ -46,12 +56,8 @@ def test_unpadded_batches_of_any_size_share_one_dynamic_graph() -> None:
     """The unpadded path's sizes change every batch (real tokens N, masked positions M): Dynamo
     compiles once with static shapes, once more with those sizes symbolic, then never again."""
     torch._dynamo.reset()
-    graphs = []
-
-    def counting_backend(gm: torch.fx.GraphModule, inputs: list) -> object:
-        graphs.append(gm)
-        return gm.forward
-
+    graphs: list[torch.fx.GraphModule] = []
+    counting_backend = _counting(graphs)
     model = PretrainingModel(dataclasses.replace(CFG, unpad=True)).train()
     step = torch.compile(model, fullgraph=True, backend=counting_backend)
     rng = torch.Generator().manual_seed(0)
@@ -73,12 +79,8 @@ def test_training_compile_traces_the_unpadded_encoder_as_one_graph() -> None:
     unpadded encoder where `nonzero` finds the real tokens: at Dynamo's defaults (plain
     torch.compile) it is 6 graphs with 5 breaks."""
     torch._dynamo.reset()
-    graphs = []
-
-    def counting_backend(gm: torch.fx.GraphModule, inputs: list) -> object:
-        graphs.append(gm)
-        return gm.forward
-
+    graphs: list[torch.fx.GraphModule] = []
+    counting_backend = _counting(graphs)
     model = PretrainingModel(dataclasses.replace(CFG, unpad=True)).train()
     ids = torch.randint(5, 300, (3, 16))
     mask = torch.ones(3, 16, dtype=torch.long)
@@ -96,12 +98,8 @@ def test_compile_dynamic_traces_once_for_batches_of_any_size() -> None:
     """train.compile_dynamic: the first trace is already symbolic, so a batch with another masked
     count (MLM's changes every batch) reuses it instead of compiling a second time."""
     torch._dynamo.reset()
-    graphs = []
-
-    def counting_backend(gm: torch.fx.GraphModule, inputs: list) -> object:
-        graphs.append(gm)
-        return gm.forward
-
+    graphs: list[torch.fx.GraphModule] = []
+    counting_backend = _counting(graphs)
     model = PretrainingModel(dataclasses.replace(CFG, unpad=True)).train()
     step = compile_step(model, backend=counting_backend, dynamic=True)
     for masked in (4, 7, 11):
