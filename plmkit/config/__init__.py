@@ -57,9 +57,7 @@ class ModelConfig:
     relative_max_distance: int = 128  # distances beyond this share the last bucket
     gated: bool = False  # gated feed-forward (T5 v1.1, "gated-gelu")
     unpad: bool = True  # BERT: run the layers on real tokens only, no compute on padding (speed only)
-    # GPT: the embedding / output matrix gets rows up to a multiple of this (64 on GPUs: aligned
-    # matmul shapes); the extra rows are never read and never exported (speed only)
-    vocab_multiple: int = 1
+    vocab_multiple: int = 1  # GPT: token-matrix rows rounded up to this (64 on GPUs); never exported
 
     @property
     def padded_vocab_size(self) -> int:
@@ -151,10 +149,8 @@ class TrainConfig:
     seed: int = 0
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False  # torch.compile the model and its loss (speed only)
-    # with compile: every size symbolic from the first batch (one compilation when sizes vary
-    # batch to batch, as MLM's masked count does); false: compile for the first batch's sizes
-    # and once more when one changes (faster code for fixed shapes, e.g. GPT windows)
-    compile_dynamic: bool = False
+    # false: compile for the first batch's sizes, again once one changes (best for fixed shapes)
+    compile_dynamic: bool = False  # with compile: sizes symbolic from the start (MLM: one compile)
     fused_adamw: bool = True  # the fused AdamW kernel (speed only; same update as the loop)
     lr_by_rms: bool = False  # each matrix's lr × its starting RMS; T5 from scratch: true, lr ~3e-2
     device: str = "auto"  # auto | cpu | cuda | cuda:N
