@@ -288,7 +288,7 @@ def check_unpadded(cfg: ModelConfig, data: dict[str, torch.Tensor], device: torc
         grads = torch.cat(
             [p.grad.float().flatten() for p in model.parameters() if p.grad is not None]
         )
-        results[name] = (float(loss), grads)
+        results[name] = (float(loss.detach()), grads)
     ref_loss, ref_grads = results["padded fp32"]
     parts = []
     for name in ("padded bf16", "unpadded bf16"):
