@@ -10,8 +10,8 @@ WORK/stages.json across commands, so the total covers every command's share.
     # GPU (the data carried to the device under .cache/): BERT-base shape, 20 min of pretraining
     python bench/time_to_quality.py --recipe recipes/wiki-gpu.yaml --enwiki .cache/enwiki_part1.txt.xz \
         --sst2 .cache/sst2 --work .cache/ttq
-    # inside one device command with the other GPU checks, pretraining for the time left:
-    bash bench/gpu_session.sh
+    # inside one device command after the compile check, pretraining for the time left:
+    PARTS="checks ttq" bash bench/gpu_session.sh
     # CPU smoke run of the same path (tiny model, ~3 minutes on 2 cores)
     python bench/time_to_quality.py --smoke --work runs/ttq-smoke
 """

@@ -242,7 +242,7 @@ def _save(run: _Run, logger: log.TrainLog, next_lr: float) -> None:
     """Checkpoint: weights, optimizer, RNG, and the trainer's own position. Under torchrun
     every rank's data cursor and RNG state are gathered, and rank 0 alone writes."""
     cursors = _gather(run, run.batches.state_dict())  # one per rank
-    rngs = _gather(run, state.capture_rng())
+    rngs = _gather(run, state.capture_rng()) if run.ddp is not None else None
     if not is_main_process():
         return
     trainer = {
@@ -264,7 +264,7 @@ def _save(run: _Run, logger: log.TrainLog, next_lr: float) -> None:
         optimizer=run.optimizer,
         trainer=trainer,
         keep=run.keep,
-        rng_by_rank=rngs if len(rngs) > 1 else None,
+        rng_by_rank=rngs,  # alone, save_checkpoint's own rng.pt is the whole story
     )
 
 
