@@ -2,7 +2,7 @@
 
 The unpadded path's token count N differs in every batch (models/unpad.py). If `torch.compile`
 specialised on it, each new length would recompile (tens of seconds on a GPU) and training would
-crawl. This trains a small BERT through `runtime.compile_step` (model and loss together, as the
+crawl. This trains a small BERT through `runtime.compiling.compile_step` (model and loss together, as the
 trainer does) on batches of random lengths, and prints per step: N, seconds, the graphs Dynamo
 has built so far, and the loss against the same model run eagerly. Passing means the graph
 count stops growing after the second batch (the first is traced with static sizes, the second
@@ -23,7 +23,7 @@ from torch._dynamo.utils import counters
 
 from plmkit.config import ModelConfig
 from plmkit.models.encoder import PretrainingModel
-from plmkit.runtime import compile_step
+from plmkit.runtime.compiling import compile_step
 
 CFG = ModelConfig(
     vocab_size=8000,

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from plmkit.config import ModelConfig
 from plmkit.models.decoder import CausalLM
 from plmkit.models.encoder import PretrainingModel
-from plmkit.runtime import compile_step
+from plmkit.runtime.compiling import compile_step
 
 # name: (family, hidden, layers, heads, vocab, batch, seq); --workloads picks by name
 WORKLOADS = {

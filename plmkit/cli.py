@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from plmkit import config as C
-from plmkit.runtime import UserError, world_size
+from plmkit.runtime.errors import UserError
+from plmkit.runtime.processes import world_size
 
 VERBS: dict[str, tuple[type, str, str]] = {
     # verb: (config class, stages module, one-line description)

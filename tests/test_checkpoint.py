@@ -19,7 +19,7 @@ from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir, sav
 from plmkit.config import ModelConfig
 from plmkit.models.encoder import Encoder, PretrainingModel
 from plmkit.models.heads import SequenceClassifier
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 
 transformers = pytest.importorskip("transformers")
 

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from plmkit.checkpoint import load_into, read_checkpoint, save_model
 from plmkit.config import ModelConfig
 from plmkit.models.decoder import CausalLM
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 
 transformers = pytest.importorskip("transformers")
 

@@ -22,7 +22,7 @@ from plmkit.checkpoint import load_into, read_checkpoint, save_model
 from plmkit.config import GenerationConfig, ModelConfig
 from plmkit.models.generate import Seq2SeqDecoding, generate
 from plmkit.models.seq2seq import Seq2SeqLM
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 
 transformers = pytest.importorskip("transformers")
 

@@ -8,7 +8,7 @@ import pytest
 
 from plmkit import config as C
 from plmkit.cli import VERBS, resolve
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 

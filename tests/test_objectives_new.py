@@ -24,7 +24,7 @@ from plmkit.objectives import (
     span_corruption_loss,
     span_noise_mask,
 )
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.text.shards import ShardReader
 
 EOS, PAD = 3, 0  # the WordPiece tokenizer's [SEP] and [PAD] stand in for eos and pad

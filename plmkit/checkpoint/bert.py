@@ -29,7 +29,7 @@ from plmkit.checkpoint.family import (
 )
 from plmkit.config import ModelConfig
 from plmkit.models.encoder import Encoder
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 
 _QKV = tuple(f"encoder.layer.{{i}}.attention.self.{n}" for n in ("query", "key", "value"))
 

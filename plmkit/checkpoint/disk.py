@@ -27,7 +27,8 @@ from plmkit.checkpoint.family import Family, _expand
 from plmkit.checkpoint.gpt2 import GPT2
 from plmkit.checkpoint.t5 import T5
 from plmkit.config import ModelConfig
-from plmkit.runtime import UserError, atomic_dir
+from plmkit.runtime.errors import UserError
+from plmkit.runtime.files import atomic_dir
 from plmkit.text.tokenizer import copy_tokenizer_files
 
 FAMILIES: dict[str, Family] = {"bert": BERT, "gpt": GPT2, "t5": T5}  # ModelConfig.family → Family

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from plmkit.config import ModelConfig
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 
 
 class Row(NamedTuple):

@@ -26,7 +26,7 @@ from plmkit.checkpoint.family import (
     read_fields,
 )
 from plmkit.config import ModelConfig
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 
 
 def _conv1d(ours: str, theirs: str) -> tuple[Row, Row]:

@@ -27,7 +27,7 @@ from plmkit.checkpoint.family import (
     read_fields,
 )
 from plmkit.config import ModelConfig
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 
 _ENC, _DEC = "encoder.block.{i}.layer", "decoder.block.{j}.layer"  # Transformers' sub-layer lists
 _BIAS = "block.0.layer.0.SelfAttention.relative_attention_bias"  # in the first block only

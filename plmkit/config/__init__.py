@@ -23,7 +23,7 @@ from plmkit.config.loading import (  # noqa: F401  (the public names of plmkit.c
     read_yaml,
     to_dict,
 )
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 
 # ----------------------------------------------------------------------------- model and training
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ else the fused q/k/v are scattered back to (B, T, 3·inner) for `scaled_dot_prod
 with the padding mask and gathered again after it: the projections still skip the padding,
 only the attention itself does not. The cost of the whole path is two gathers and one
 scatter per layer, and a data-dependent N (one host sync per batch to find it; under
-`torch.compile` see runtime.compile_step, which traces it instead of breaking the graph).
+`torch.compile` see runtime.compiling.compile_step, which traces it instead of breaking the graph).
 
 Rows must be right-padded (their tokens first), as every plmkit collate function makes them.
 """

@@ -55,7 +55,7 @@ class PretrainBatches:
         short_seq_len: int = 0,
         short_seq_fraction: float = 0.0,
         nsp: bool = True,
-        seed: int | list[int] = 0,  # a list: one rank's stream (runtime.data_seed)
+        seed: int | list[int] = 0,  # a list: one rank's stream (runtime.processes.data_seed)
     ) -> None:
         self.reader = reader
         self.masking = masking

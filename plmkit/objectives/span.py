@@ -20,7 +20,7 @@ from torch import nn
 
 from plmkit.models.seq2seq import shift_right
 from plmkit.objectives.stream import PackedStream, _token_loss
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.text.shards import ShardReader
 
 
@@ -100,7 +100,7 @@ class SpanCorruptionBatches:
         seq_len: int,
         noise_density: float = 0.15,
         mean_span: float = 3.0,
-        seed: int | list[int] = 0,  # a list: one rank's stream (runtime.data_seed)
+        seed: int | list[int] = 0,  # a list: one rank's stream (runtime.processes.data_seed)
     ) -> None:
         self.stream = PackedStream(reader, eos_id)
         self.raw_len, self.target_len = span_corruption_lengths(seq_len, noise_density, mean_span)

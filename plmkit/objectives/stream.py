@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.text.shards import ShardReader
 
 

@@ -24,7 +24,8 @@ from tokenizers import Tokenizer
 from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir
 from plmkit.config import TableConfig, from_dict
 from plmkit.models.heads import SentenceEmbedder
-from plmkit.runtime import UserError, pick_device
+from plmkit.runtime.devices import pick_device
+from plmkit.runtime.errors import UserError
 from plmkit.tasks.matching import embed_texts, top_k
 from plmkit.text.tokenizer import load_tokenizer
 

@@ -18,7 +18,8 @@ from plmkit.config import GenerationConfig, check_generation_config, from_dict
 from plmkit.models.decoder import CausalLM
 from plmkit.models.generate import CausalDecoding, Seq2SeqDecoding, generate
 from plmkit.models.seq2seq import Seq2SeqLM
-from plmkit.runtime import UserError, pick_device
+from plmkit.runtime.devices import pick_device
+from plmkit.runtime.errors import UserError
 from plmkit.text.tokenizer import load_tokenizer, token_roles
 
 MODES = ("auto", "continue", "transform")

@@ -17,7 +17,8 @@ import torch
 from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir
 from plmkit.config import TableConfig, from_dict
 from plmkit.models.heads import SequenceClassifier
-from plmkit.runtime import UserError, pick_device
+from plmkit.runtime.devices import pick_device
+from plmkit.runtime.errors import UserError
 from plmkit.tasks.classification import LabelSet, encode_examples, predict_logits
 from plmkit.tasks.tables import Example
 from plmkit.text.tokenizer import load_tokenizer

@@ -25,7 +25,8 @@ from tokenizers import Tokenizer
 from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir
 from plmkit.config import QAConfig, from_dict
 from plmkit.models.heads import SpanExtractor
-from plmkit.runtime import UserError, pick_device
+from plmkit.runtime.devices import pick_device
+from plmkit.runtime.errors import UserError
 from plmkit.tasks.qa import QAPrediction
 from plmkit.tasks.qa_data import QAExample
 from plmkit.tasks.qa_eval import answer_questions

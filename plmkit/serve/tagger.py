@@ -16,7 +16,8 @@ import torch
 
 from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir
 from plmkit.models.heads import TokenClassifier
-from plmkit.runtime import UserError, pick_device
+from plmkit.runtime.devices import pick_device
+from plmkit.runtime.errors import UserError
 from plmkit.tasks.classification import LabelSet
 from plmkit.tasks.tagged import TaggedSentence
 from plmkit.tasks.tags import tags_to_spans

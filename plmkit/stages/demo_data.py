@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from plmkit.runtime import UserError, atomic_write_text
+from plmkit.runtime.errors import UserError
+from plmkit.runtime.files import atomic_write_text
 
 TAG = re.compile(r"/[A-Za-z]+$")
 SENTENCE_END = tuple("。！？；…”」』）!?")

@@ -15,7 +15,10 @@ from typing import Any
 from plmkit.checkpoint import load_into, read_checkpoint, read_hf_config, resolve_model_dir
 from plmkit.config import EvaluateConfig, TableConfig, TagConfig, from_dict
 from plmkit.models.decoder import CausalLM
-from plmkit.runtime import UserError, atomic_write_text, pick_device, print0
+from plmkit.runtime.console import print0
+from plmkit.runtime.devices import pick_device
+from plmkit.runtime.errors import UserError
+from plmkit.runtime.files import atomic_write_text
 from plmkit.serve.embedder import Embedder, is_embedder
 from plmkit.serve.generator import Generator
 from plmkit.serve.pipeline import Classifier

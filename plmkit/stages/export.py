@@ -26,7 +26,8 @@ from plmkit.models.decoder import CausalLM
 from plmkit.models.encoder import Encoder, PretrainingModel
 from plmkit.models.heads import SequenceClassifier
 from plmkit.models.seq2seq import Seq2SeqLM
-from plmkit.runtime import UserError, print0
+from plmkit.runtime.console import print0
+from plmkit.runtime.errors import UserError
 
 NEEDS_HEADS = ("BertForPreTraining", "BertForSequenceClassification", "GPT2LMHeadModel",
                "T5ForConditionalGeneration", "T5Model")

@@ -20,7 +20,10 @@ from typing import Any
 from plmkit.checkpoint import load_into, save_model
 from plmkit.config import FinetuneConfig, to_dict
 from plmkit.models.heads import SentenceEmbedder
-from plmkit.runtime import UserError, is_main_process, pick_device, print0, seed_everything
+from plmkit.runtime.console import print0
+from plmkit.runtime.devices import pick_device, seed_everything
+from plmkit.runtime.errors import UserError
+from plmkit.runtime.processes import is_main_process
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
 from plmkit.tasks.matching import (
     collate_text_pairs,

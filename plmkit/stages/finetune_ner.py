@@ -16,7 +16,8 @@ from typing import Any
 from plmkit.checkpoint import load_into, save_model
 from plmkit.config import FinetuneConfig, to_dict
 from plmkit.models.heads import TokenClassifier
-from plmkit.runtime import is_main_process, pick_device, seed_everything
+from plmkit.runtime.devices import pick_device, seed_everything
+from plmkit.runtime.processes import is_main_process
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
 from plmkit.tasks.classification import LabelSet
 from plmkit.tasks.tagged import read_tagged_file

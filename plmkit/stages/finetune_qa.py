@@ -19,7 +19,9 @@ from typing import Any
 from plmkit.checkpoint import load_into, save_model
 from plmkit.config import FinetuneConfig, to_dict
 from plmkit.models.heads import SpanExtractor
-from plmkit.runtime import atomic_write_text, is_main_process, pick_device, seed_everything
+from plmkit.runtime.devices import pick_device, seed_everything
+from plmkit.runtime.files import atomic_write_text
+from plmkit.runtime.processes import is_main_process
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
 from plmkit.tasks.qa import collate_qa, encode_qa, span_loss
 from plmkit.tasks.qa_eval import choose_metric, read_questions, score

@@ -20,13 +20,10 @@ from plmkit.config import (
     to_dict,
 )
 from plmkit.models.seq2seq import Seq2SeqLM
-from plmkit.runtime import (
-    UserError,
-    atomic_write_text,
-    is_main_process,
-    pick_device,
-    seed_everything,
-)
+from plmkit.runtime.devices import pick_device, seed_everything
+from plmkit.runtime.errors import UserError
+from plmkit.runtime.files import atomic_write_text
+from plmkit.runtime.processes import is_main_process
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
 from plmkit.tasks.generation import (
     collate_pairs,

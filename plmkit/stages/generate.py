@@ -6,7 +6,8 @@ import json
 import sys
 
 from plmkit.config import GenerateConfig, check_generation_config
-from plmkit.runtime import UserError, atomic_write_text
+from plmkit.runtime.errors import UserError
+from plmkit.runtime.files import atomic_write_text
 from plmkit.serve.generator import Generator
 from plmkit.stages.predict import read_lines
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from plmkit.checkpoint import read_hf_config
 from plmkit.config import PredictConfig
-from plmkit.runtime import UserError, atomic_write_text
+from plmkit.runtime.errors import UserError
+from plmkit.runtime.files import atomic_write_text
 from plmkit.serve.embedder import Embedder, is_embedder
 from plmkit.serve.pipeline import Classifier
 from plmkit.serve.reader import Reader, is_reader, questions_in_contexts

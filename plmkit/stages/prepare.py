@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from plmkit.config import PrepareConfig
-from plmkit.runtime import UserError, print0
+from plmkit.runtime.console import print0
+from plmkit.runtime.errors import UserError
 from plmkit.text.shards import prepare_shards
 
 

@@ -36,17 +36,11 @@ from plmkit.objectives import (
     pretrain_loss,
     span_corruption_loss,
 )
-from plmkit.runtime import (
-    UserError,
-    atomic_write_text,
-    barrier,
-    data_seed,
-    is_main_process,
-    pick_device,
-    print0,
-    seed_everything,
-    start_processes,
-)
+from plmkit.runtime.console import print0
+from plmkit.runtime.devices import pick_device, seed_everything
+from plmkit.runtime.errors import UserError
+from plmkit.runtime.files import atomic_write_text
+from plmkit.runtime.processes import barrier, data_seed, is_main_process, start_processes
 from plmkit.text.shards import ShardReader
 from plmkit.text.tokenizer import continuation_mask, load_tokenizer, special_ids, token_roles
 from plmkit.train.state import check_fresh_output
@@ -76,7 +70,7 @@ class Objective(NamedTuple):
 def run(cfg: PretrainConfig) -> dict[str, Any]:
     """Pretrain per `cfg`; returns the summary also written to OUTPUT/summary.json.
 
-    Under torchrun every rank trains on batches of its own (runtime.data_seed) and rank 0 alone
+    Under torchrun every rank trains on batches of its own (runtime.processes.data_seed) and rank 0 alone
     writes; the checks run on every rank before anything is written.
     """
     run_dir = Path(cfg.output)

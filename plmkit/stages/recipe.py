@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from plmkit.config import DemoConfig, EvaluateConfig, ExportConfig, PrepareConfig, dump_yaml
-from plmkit.runtime import UserError, atomic_write_text, print0
+from plmkit.runtime.console import print0
+from plmkit.runtime.errors import UserError
+from plmkit.runtime.files import atomic_write_text
 from plmkit.stages import evaluate, export, finetune, prepare, pretrain, tokenizer
 from plmkit.stages.demo_data import build_demo_data
 from plmkit.tasks.baseline import tfidf_baseline

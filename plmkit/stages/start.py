@@ -21,16 +21,10 @@ from torch import nn
 
 from plmkit.checkpoint import Checkpoint, read_checkpoint, resolve_model_dir
 from plmkit.config import FinetuneConfig, ModelConfig, TrainConfig, check_model_config, dump_yaml
-from plmkit.runtime import (
-    UserError,
-    atomic_write_text,
-    barrier,
-    is_main_process,
-    print0,
-    rank,
-    start_processes,
-    world_size,
-)
+from plmkit.runtime.console import print0
+from plmkit.runtime.errors import UserError
+from plmkit.runtime.files import atomic_write_text
+from plmkit.runtime.processes import barrier, is_main_process, rank, start_processes, world_size
 from plmkit.tasks.metrics import markdown_table
 from plmkit.tasks.sampling import SampledBatches, steps_for_epochs
 from plmkit.text.tokenizer import load_tokenizer

@@ -48,7 +48,9 @@ from plmkit.config import (
     merge,
     read_yaml,
 )
-from plmkit.runtime import UserError, atomic_write_text, print0
+from plmkit.runtime.console import print0
+from plmkit.runtime.errors import UserError
+from plmkit.runtime.files import atomic_write_text
 from plmkit.stages import finetune
 from plmkit.tasks import tables
 from plmkit.tasks.metrics import format_value, markdown_table

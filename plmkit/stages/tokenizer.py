@@ -6,7 +6,8 @@ import itertools
 from pathlib import Path
 
 from plmkit.config import TokenizerStageConfig
-from plmkit.runtime import UserError, print0
+from plmkit.runtime.console import print0
+from plmkit.runtime.errors import UserError
 from plmkit.text.corpus import iter_documents
 from plmkit.text.tokenizer import save_tokenizer, train_tokenizer
 

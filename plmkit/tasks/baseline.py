@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.tasks.classification import Example, LabelSet
 from plmkit.tasks.metrics import classification_metrics
 

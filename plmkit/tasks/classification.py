@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch import nn
 
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.tasks.metrics import classification_metrics, regression_metrics
 from plmkit.tasks.sampling import pad_inputs, predict_batches
 from plmkit.tasks.tables import Example, check_task

@@ -29,7 +29,7 @@ from torch import nn
 
 from plmkit.config import GenerationConfig
 from plmkit.models.generate import Seq2SeqDecoding, generate
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.tasks.tables import Example
 
 IGNORE = -100  # label of a padded target position: no loss

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch import nn
 
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.tasks.metrics import regression_metrics
 from plmkit.tasks.sampling import INPUT_KEYS, pad_inputs, predict_batches
 from plmkit.tasks.tables import Example

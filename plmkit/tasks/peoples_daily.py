@@ -25,7 +25,8 @@ from __future__ import annotations
 import importlib.resources
 from pathlib import Path
 
-from plmkit.runtime import UserError, atomic_write_text
+from plmkit.runtime.errors import UserError
+from plmkit.runtime.files import atomic_write_text
 from plmkit.tasks.tags import Span, spans_to_tags
 
 ENTITY_TYPES = {"nr": "PER", "ns": "LOC", "nt": "ORG"}

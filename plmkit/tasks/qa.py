@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from tokenizers import Encoding, Tokenizer
 from torch import nn
 
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.tasks.qa_data import QAExample
 from plmkit.tasks.sampling import INPUT_KEYS, pad_inputs, predict_batches
 

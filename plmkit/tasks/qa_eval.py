@@ -22,7 +22,8 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from plmkit.config import QAConfig
-from plmkit.runtime import UserError, print0
+from plmkit.runtime.console import print0
+from plmkit.runtime.errors import UserError
 from plmkit.tasks.qa import QAPrediction, decode_answers, encode_qa, predict_spans
 from plmkit.tasks.qa_data import QAExample, read_qa
 from plmkit.tasks.qa_scores import qa_metrics

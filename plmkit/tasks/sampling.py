@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 
 Rows = TypeVar("Rows", bound=Sized)
 INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # pad_inputs' keys, model order

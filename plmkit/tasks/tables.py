@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plmkit.config import TableConfig
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 
 TASKS = ("classification", "regression", "seq2seq")  # seq2seq: the "label" is the target text
 FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}

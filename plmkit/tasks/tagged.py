@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from plmkit.config import TagConfig
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.tasks.tables import json_objects, read_utf8
 from plmkit.tasks.tags import check_scheme, check_tag, convert_tags
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 
 # The prefixes each scheme uses besides "O". BIO is IOB2; BIOES is also written IOBES; BMES
 # (B-egin, M-iddle, E-nd, S-ingle) is BIOES with M for I, as Chinese NER sets (MSRA) write it.

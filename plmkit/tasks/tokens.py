@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch import nn
 
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.tasks.classification import LabelSet
 from plmkit.tasks.sampling import INPUT_KEYS, pad_inputs, predict_batches
 from plmkit.tasks.tagged import TaggedSentence

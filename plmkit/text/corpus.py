@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from plmkit.config import CorpusConfig
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 
 _OPENERS = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
 _FORMATS = ("auto", "text", "jsonl", "wiki")

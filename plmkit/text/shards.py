@@ -38,7 +38,9 @@ import numpy as np
 from tqdm import tqdm
 
 from plmkit.config import PrepareConfig
-from plmkit.runtime import UserError, atomic_dir, progress_interval
+from plmkit.runtime.console import progress_interval
+from plmkit.runtime.errors import UserError
+from plmkit.runtime.files import atomic_dir
 from plmkit.text.corpus import iter_documents, resolve_inputs, split_sentences
 from plmkit.text.encode import SentenceEncoder
 from plmkit.text.tokenizer import (

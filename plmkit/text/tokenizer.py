@@ -46,7 +46,8 @@ from tokenizers import (
 )
 
 from plmkit.config import TokenizerStageConfig
-from plmkit.runtime import UserError, atomic_dir
+from plmkit.runtime.errors import UserError
+from plmkit.runtime.files import atomic_dir
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0, 1, 2, 3, 4
 ENDOFTEXT = "<|endoftext|>"  # GPT-2's one special token: bos, eos and pad (id 0)

@@ -21,7 +21,9 @@ import torch
 from tqdm.auto import tqdm
 
 from plmkit.config import TrainConfig
-from plmkit.runtime import atomic_write_bytes, atomic_write_text, progress_interval, world_size
+from plmkit.runtime.console import progress_interval
+from plmkit.runtime.files import atomic_write_bytes, atomic_write_text
+from plmkit.runtime.processes import world_size
 
 METRICS = "metrics.jsonl"
 _NOT_METRICS = ("step", "time", "split")

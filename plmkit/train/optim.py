@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from plmkit.config import TrainConfig
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 
 SCHEDULES = ("linear", "cosine", "constant")
 

@@ -31,7 +31,9 @@ import torch
 from torch import nn
 
 from plmkit.config import TrainConfig, to_dict
-from plmkit.runtime import UserError, atomic_dir, rank
+from plmkit.runtime.errors import UserError
+from plmkit.runtime.files import atomic_dir
+from plmkit.runtime.processes import rank
 
 CHECKPOINTS = "checkpoints"
 RNG_BY_RANK = "rng_by_rank.pt"  # every rank's generators, in a torchrun job's checkpoint

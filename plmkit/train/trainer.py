@@ -12,7 +12,7 @@ each checkpoint holds the optimizer state (twice the weights) besides the weight
 
 Several processes (torchrun, DDP): `no_sync` during accumulation, a stop decision all ranks
 agree on, rank 0 alone writing. Each rank's BatchSource yields that rank's batches
-(pretraining sources are seeded per rank, runtime.data_seed; fine-tuning ones split a shared
+(pretraining sources are seeded per rank, runtime.processes.data_seed; fine-tuning ones split a shared
 shuffle); a checkpoint gathers every rank's data cursor and generator states, so a run resumes
 exactly with as many processes as it was saved with (a test resumes a two-process CPU run
 bit-identically). FSDP is not built.
@@ -32,16 +32,10 @@ import torch
 from torch import nn
 
 from plmkit.config import TrainConfig, to_dict
-from plmkit.runtime import (
-    UserError,
-    autocast_dtype,
-    compile_step,
-    is_main_process,
-    pick_device,
-    rank,
-    seed_everything,
-    world_size,
-)
+from plmkit.runtime.compiling import compile_step
+from plmkit.runtime.devices import autocast_dtype, pick_device, seed_everything
+from plmkit.runtime.errors import UserError
+from plmkit.runtime.processes import is_main_process, rank, world_size
 from plmkit.train import log, state
 from plmkit.train.optim import SCHEDULES, build_optimizer, set_lr
 

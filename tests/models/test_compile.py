@@ -15,7 +15,7 @@ import torch
 from plmkit.config import ModelConfig
 from plmkit.models.decoder import CausalLM
 from plmkit.models.encoder import PretrainingModel
-from plmkit.runtime import compile_step
+from plmkit.runtime.compiling import compile_step
 
 CFG = ModelConfig(vocab_size=300, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
                   max_position=64, dropout=0.1, attention_dropout=0.1)
@@ -75,7 +75,7 @@ def test_unpadded_batches_of_any_size_share_one_dynamic_graph() -> None:
 
 
 def test_training_compile_traces_the_unpadded_encoder_as_one_graph() -> None:
-    """What the trainer compiles (runtime.compile_step, no fullgraph) must not split the
+    """What the trainer compiles (runtime.compiling.compile_step, no fullgraph) must not split the
     unpadded encoder where `nonzero` finds the real tokens: at Dynamo's defaults (plain
     torch.compile) it is 6 graphs with 5 breaks."""
     torch._dynamo.reset()

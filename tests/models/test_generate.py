@@ -13,7 +13,7 @@ import torch
 from plmkit.config import GenerationConfig
 from plmkit.models.decoder import CausalLM
 from plmkit.models.generate import CausalDecoding, Generation, filter_logits, generate
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 
 from .tiny_gpt import VOCAB, hf_gpt2, left_padded, ours_from
 

@@ -17,7 +17,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from torch import nn
 
 from plmkit.config import TableConfig
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.tasks.baseline import tfidf_baseline
 from plmkit.tasks.classification import (
     EncodedSet,

@@ -14,7 +14,7 @@ from torch import nn
 
 from plmkit.config import ModelConfig, TableConfig, TokenizerStageConfig
 from plmkit.models.heads import SentenceEmbedder
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.tasks.matching import (
     collate_text_pairs,
     contrastive_loss,

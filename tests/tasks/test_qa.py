@@ -18,7 +18,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from plmkit.config import TokenizerStageConfig
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.tasks.qa import (
     NO_CHAR,
     best_spans,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.tasks.classification import EncodedSet, collate_examples
 from plmkit.tasks.generation import PairSet, collate_pairs
 from plmkit.tasks.matching import TextPairs, collate_text_pairs

@@ -11,7 +11,7 @@ import random
 import pytest
 from seqeval.metrics.sequence_labeling import get_entities
 
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.tasks.tags import (
     Span,
     check_tag,

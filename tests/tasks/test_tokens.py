@@ -19,7 +19,7 @@ from torch import nn
 
 from plmkit.config import ModelConfig, TokenizerStageConfig
 from plmkit.models.heads import TokenClassifier
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.tasks.sampling import SampledBatches
 from plmkit.tasks.tagged import TaggedSentence, read_tagged, retag
 from plmkit.tasks.tags import tags_to_spans

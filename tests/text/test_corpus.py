@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from plmkit.config import CorpusConfig
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.text.corpus import Document, iter_documents, split_sentences
 
 PLAIN = "First doc line one.\nFirst doc line two.\n\n\nSecond doc.\n  \nThird doc\n"

@@ -24,7 +24,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from plmkit.config import CorpusConfig, PrepareConfig, TokenizerStageConfig
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.text import shards
 from plmkit.text.corpus import iter_documents, split_sentences
 from plmkit.text.shards import ShardReader, prepare_shards

@@ -20,7 +20,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from plmkit.config import CorpusConfig, TokenizerStageConfig
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.text.corpus import iter_documents
 from plmkit.text.encode import SentenceEncoder
 from plmkit.text.tokenizer import (

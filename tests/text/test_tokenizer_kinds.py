@@ -18,7 +18,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from plmkit.config import CorpusConfig, PrepareConfig, TokenizerStageConfig
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.text.encode import SentenceEncoder
 from plmkit.text.shards import prepare_shards
 from plmkit.text.tokenizer import (

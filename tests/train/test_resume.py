@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.train import log
 from plmkit.train.state import checkpoint_dir, latest_checkpoint, list_checkpoints
 from plmkit.train.trainer import fit

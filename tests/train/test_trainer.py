@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from plmkit.runtime import UserError
+from plmkit.runtime.errors import UserError
 from plmkit.train.optim import lr_at, param_groups
 from plmkit.train.trainer import fit
 
@@ -152,7 +152,7 @@ def test_bad_settings_are_user_errors(tmp_path):
 
 
 def test_compiled_training_takes_the_same_steps_as_eager(tmp_path):
-    """train.compile compiles the model and its loss as one graph (runtime.compile_step); the
+    """train.compile compiles the model and its loss as one graph (runtime.compiling.compile_step); the
     weights after a few steps match an eager run's."""
     from torch._dynamo.utils import counters
 
