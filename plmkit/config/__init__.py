@@ -153,6 +153,9 @@ class TrainConfig:
     compile_dynamic: bool = False  # with compile: sizes symbolic from the start (MLM: one compile)
     fused_adamw: bool = True  # the fused AdamW kernel (speed only; same update as the loop)
     lr_by_rms: bool = False  # each matrix's lr × its starting RMS; T5 from scratch: true, lr ~3e-2
+    layer_decay: float = 1.0  # fine-tuning: block i's lr × layer_decay^(blocks above it) (1 = off)
+    head_lr_scale: float = 1.0  # fine-tuning: the task head's lr × this
+    head_first: float = 0.0  # fine-tuning: share of the run that trains the head alone (LP-FT)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads on CPU (0 = torch's default)
 
@@ -292,8 +295,10 @@ class FinetuneConfig:
     max_target_length: int = 128  # seq2seq: tokens per target, eos included
     dropout: float | None = None  # fine-tuning dropout (hidden and attention); None = the model's own
     pooling: str = "cls"  # cls (pooler, Hugging Face compatible; matching: [CLS] state) | mean
+    reinit_layers: int = 0  # draw the init model's top N blocks (and pooler) afresh before fine-tuning
     epochs: float = 3.0  # sets train.max_steps when train.max_steps is 0
     limit_train: int = 0  # use only the first N training rows (0 = all)
+    seeds: int = 1  # fine-tune N times (train.seed, +1, ...) into OUTPUT/seed-K; report median, min, max
     table: TableConfig = dataclasses.field(default_factory=TableConfig)
     tags: TagConfig = dataclasses.field(default_factory=TagConfig)  # task ner
     qa: QAConfig = dataclasses.field(default_factory=QAConfig)  # task qa
@@ -378,8 +383,16 @@ def _demo_pretrain() -> PretrainConfig:
         model=ModelConfig(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=512,
                           max_position=128, dropout=0.0, attention_dropout=0.0),
         objective=ObjectiveConfig(seq_len=128, short_seq_len=32, short_seq_fraction=0.6),
-        train=TrainConfig(lr=2e-3, batch_size=64, max_steps=1_000_000, max_time_s=480.0,
-                          warmup_fraction=0.05, save_every=1000, log_every=20),
+        train=TrainConfig(lr=2e-3, batch_size=64, max_steps=6000, warmup_fraction=0.05,
+                          save_every=1000, log_every=20),
+    )
+
+
+def _demo_tapt() -> PretrainConfig:
+    return PretrainConfig(
+        objective=ObjectiveConfig(seq_len=128, nsp=False),
+        train=TrainConfig(lr=5e-4, batch_size=64, max_steps=1000, warmup_fraction=0.1,
+                          save_every=500, log_every=20),
     )
 
 
@@ -402,4 +415,6 @@ class DemoConfig:
     min_finetune_steps: int = 150  # small budgets train for more epochs, up to this many steps
     tokenizer: TokenizerStageConfig = dataclasses.field(default_factory=_demo_tokenizer)
     pretrain: PretrainConfig = dataclasses.field(default_factory=_demo_pretrain)
+    tapt: PretrainConfig = dataclasses.field(default_factory=_demo_tapt)  # task-adaptive: continue on the unlabelled reviews (train.max_steps 0 = off)
+    seeds: int = 3  # fine-tuning seeds per cell; the table shows median (min–max)
     finetune: FinetuneConfig = dataclasses.field(default_factory=_demo_finetune)

@@ -93,6 +93,17 @@ class Encoder(nn.Module):
         pooled = torch.tanh(self.pooler(x[:, 0]))  # (B, H)
         return EncoderOutput(hidden=x, pooled=pooled)
 
+    @torch.no_grad()
+    def reinit_top(self, count: int, std: float) -> None:
+        """Draw the top `count` blocks and the pooler afresh: their pretrained weights are the
+        most specific to the pretraining task (Zhang et al. 2021, few-sample fine-tuning)."""
+        if not 0 <= count <= len(self.layers):
+            raise ValueError(f"cannot re-initialise {count} of {len(self.layers)} layers")
+        for block in list(self.layers)[len(self.layers) - count :]:
+            block.apply(lambda m: init_bert_weights(m, std))
+        if count:
+            init_bert_weights(self.pooler, std)
+
 
 class MaskedLMHead(nn.Module):
     """dense → activation → LayerNorm, then a vocabulary projection tied to the word embeddings."""

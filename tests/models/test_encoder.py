@@ -139,3 +139,20 @@ def test_encoder_from() -> None:
     assert encoder_from(classifier.encoder) is classifier.encoder
     with pytest.raises(TypeError):
         encoder_from(torch.nn.Linear(2, 2))
+
+
+def test_reinit_top_draws_only_the_top_blocks_and_the_pooler_afresh() -> None:
+    cfg = ModelConfig(vocab_size=40, hidden_size=16, num_layers=3, num_heads=2, intermediate_size=32)
+    torch.manual_seed(0)
+    encoder = Encoder(cfg)
+    with torch.no_grad():  # stand-in for pretrained weights: far from any fresh init
+        for p in encoder.parameters():
+            p.fill_(0.5)
+    encoder.reinit_top(2, cfg.initializer_range)
+    assert all((p == 0.5).all() for p in encoder.layers[0].parameters())
+    assert all((p == 0.5).all() for p in encoder.embeddings.parameters())
+    for block in (encoder.layers[1], encoder.layers[2], encoder.pooler):
+        assert not any((p == 0.5).all() for p in block.parameters())
+    assert encoder.pooler.weight.std() < 0.1  # normal(0, 0.02) again
+    with pytest.raises(ValueError, match="4 of 3"):
+        encoder.reinit_top(4, cfg.initializer_range)

@@ -168,3 +168,43 @@ def test_compiled_training_takes_the_same_steps_as_eager(tmp_path):
     assert counters["stats"]["unique_graphs"] >= 1  # Dynamo did trace the step
     for name, value in weights[0].items():
         assert (value - weights[1][name]).abs().max() < 1e-5, name
+
+
+def test_fine_tuning_groups_decay_by_depth_and_let_the_head_go_first():
+    """layer_decay: each block's rate is layer_decay × the one above, the embeddings lowest, the
+    head at head_lr_scale; head_first: the body's rate is 0 until it joins, then it warms up on
+    a schedule of its own."""
+    from plmkit.config import ModelConfig, TrainConfig
+    from plmkit.models.heads import SequenceClassifier
+    from plmkit.train.optim import set_lr
+
+    model = SequenceClassifier(ModelConfig(vocab_size=50, hidden_size=16, num_layers=3,
+                                           num_heads=2, intermediate_size=32), 2)
+    groups = param_groups(model, 0.01, layer_decay=0.5, head_lr_scale=4.0, head_first=0.25)
+    scale_of = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert scale_of[id(named["classifier.weight"])] == 4.0
+    assert scale_of[id(named["encoder.pooler.weight"])] == 1.0
+    assert scale_of[id(named["encoder.layers.2.attn.qkv.weight"])] == 1.0
+    assert scale_of[id(named["encoder.layers.1.attn.qkv.weight"])] == 0.5
+    assert scale_of[id(named["encoder.layers.0.attn.qkv.weight"])] == 0.25
+    assert scale_of[id(named["encoder.embeddings.word.weight"])] == 0.125
+    assert sum(len(g["params"]) for g in groups) == len(named)
+    decay_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    assert decay_of[id(named["classifier.bias"])] == 0.0
+    assert decay_of[id(named["classifier.weight"])] == 0.01
+
+    cfg = TrainConfig(lr=1.0, warmup_fraction=0.2, schedule="linear", max_steps=10)
+    optimizer = torch.optim.AdamW(groups)
+    head = next(g for g in optimizer.param_groups if g["lr_scale"] == 4.0)
+    body = next(g for g in optimizer.param_groups if g["lr_scale"] == 0.5)
+    assert body["start"] == 0.25 and head["start"] == 0.0
+    set_lr(optimizer, cfg, 0.1)
+    assert body["lr"] == 0.0 and head["lr"] == pytest.approx(4.0 * lr_at(0.1, cfg))
+    set_lr(optimizer, cfg, 0.25 + 0.75 * 0.1)  # the body 10% into its own run: warming up
+    assert body["lr"] == pytest.approx(0.5 * lr_at(0.1, cfg)) and 0 < body["lr"] < 0.5
+
+
+def test_fine_tuning_groups_need_a_task_encoder():
+    with pytest.raises(UserError, match="layer_decay"):
+        param_groups(ToyNet(), 0.1, layer_decay=0.8)
