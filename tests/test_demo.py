@@ -12,7 +12,8 @@ TOY = ["budgets=[40]", "seeds=2", "min_finetune_steps=3", "tokenizer.vocab_size=
        "pretrain.model.hidden_size=32", "pretrain.model.intermediate_size=64",
        "pretrain.train.max_steps=6", "pretrain.train.batch_size=8", "pretrain.train.save_every=0",
        "tapt.train.max_steps=4", "tapt.train.batch_size=8", "tapt.train.save_every=0",
-       "finetune.epochs=0.5", "finetune.train.batch_size=16", "finetune.max_length=32"]
+       "finetune.epochs=0.5", "finetune.train.batch_size=16", "finetune.max_length=32",
+       "scratch.epochs=0.5", "scratch.train.batch_size=16", "scratch.max_length=32"]
 
 
 def run_demo(out: Path) -> dict:

@@ -17,7 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plmkit.config import DemoConfig, EvaluateConfig, ExportConfig, PrepareConfig, dump_yaml
+from plmkit.config import (
+    DemoConfig,
+    EvaluateConfig,
+    ExportConfig,
+    FinetuneConfig,
+    PrepareConfig,
+    dump_yaml,
+)
 from plmkit.runtime.console import print0
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.files import atomic_write_text
@@ -64,8 +71,9 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     budgets = []
     for budget in cfg.budgets:
         row: dict[str, Any] = {"labels": budget}
-        for name, init in (("pretrained", str(init_dir)), ("scratch", None)):
-            row.update(_finetune_and_test(cfg, files, tok_dir, init, name, budget, out))
+        for name, init, ft in (("pretrained", str(init_dir), cfg.finetune),
+                               ("scratch", None, cfg.scratch)):
+            row.update(_finetune_and_test(cfg, ft, files, tok_dir, init, name, budget, out))
         baseline = tfidf_baseline(train_rows[:budget], test_rows)
         row["tfidf_test_acc"] = baseline["accuracy"]
         budgets.append(row)
@@ -92,17 +100,17 @@ def _clear_previous_demo(out: Path) -> None:
     shutil.rmtree(out)
 
 
-def _finetune_and_test(cfg: DemoConfig, files: Any, tok_dir: Path, init: str | None, name: str,
-                       budget: int, out: Path) -> dict[str, Any]:
+def _finetune_and_test(cfg: DemoConfig, ft: FinetuneConfig, files: Any, tok_dir: Path,
+                       init: str | None, name: str, budget: int, out: Path) -> dict[str, Any]:
     """Fine-tune one (init, budget) cell with cfg.seeds seeds, choose nothing on test, and score
     every seed on dev and test: each score as its median, min and max."""
-    steps = max(cfg.min_finetune_steps, finetune.steps_for_epochs(cfg.finetune, budget))
+    steps = max(cfg.min_finetune_steps, finetune.steps_for_epochs(ft, budget))
     run_dir = out / "runs" / f"{name}-{budget}"
     ft_cfg = dataclasses.replace(
-        cfg.finetune, init=init, tokenizer=str(tok_dir), train_file=str(files.train),
+        ft, init=init, tokenizer=str(tok_dir), train_file=str(files.train),
         model=cfg.pretrain.model,  # from scratch = the pretrained model's shape, random weights
         dev_file=str(files.dev), limit_train=budget, output=str(run_dir), seeds=cfg.seeds,
-        train=dataclasses.replace(cfg.finetune.train, max_steps=steps))
+        train=dataclasses.replace(ft.train, max_steps=steps))
     started = time.monotonic()
     summary = finetune.run(ft_cfg)
     elapsed = time.monotonic() - started
