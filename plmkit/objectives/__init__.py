@@ -28,7 +28,7 @@ from plmkit.objectives.span import (
     span_counts,
     span_noise_mask,
 )
-from plmkit.objectives.stream import CausalLMBatches, PackedStream, causal_lm_loss, evaluate_lm
+from plmkit.objectives.clm import CausalLMBatches, PackedStream, causal_lm_loss, evaluate_lm
 
 __all__ = [
     "CausalLMBatches",
