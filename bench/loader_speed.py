@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from plmkit.config import PrepareConfig, TokenizerStageConfig
+from plmkit.objectives.clm import CausalLMBatches
 from plmkit.objectives.mlm import MaskingSpec, PretrainBatches
-from plmkit.objectives.stream import CausalLMBatches
 from plmkit.stages import prepare, tokenizer
 from plmkit.text.shards import ShardReader
 from plmkit.text.tokenizer import load_tokenizer, special_ids

@@ -174,7 +174,7 @@ def run_transformers(args: argparse.Namespace, train: list[Sentence], dev: list[
     """The plain loop: BertForTokenClassification + fast tokenizer; dev metrics and times."""
     from transformers import AutoTokenizer, BertForTokenClassification
 
-    from plmkit.tasks.tokens import ner_metrics
+    from plmkit.tasks.ner.features import ner_metrics
 
     started = time.perf_counter()
     names = label_names(train)
@@ -215,9 +215,9 @@ def same_encoding(dev: list[Sentence], names: list[str], max_length: int) -> tup
     """(dev sentences both sides encode to the same ids and label positions, windows plmkit cut)."""
     from transformers import AutoTokenizer
 
-    from plmkit.tasks.classification import LabelSet
-    from plmkit.tasks.tagged import TaggedSentence
-    from plmkit.tasks.tokens import encode_tagged
+    from plmkit.tasks.classification.features import LabelSet
+    from plmkit.tasks.ner.data import TaggedSentence
+    from plmkit.tasks.ner.features import encode_tagged
     from plmkit.text.tokenizer import load_tokenizer
 
     tagged = [TaggedSentence(tuple(w), tuple(t), 1) for w, t in dev]

@@ -240,7 +240,7 @@ def run_transformers(args: argparse.Namespace, files: dict[str, Path]) -> dict[s
     """The plain loop: BertForQuestionAnswering + the exported tokenizer; dev EM/F1 and times."""
     from transformers import AutoTokenizer, BertForQuestionAnswering
 
-    from plmkit.tasks.qa_scores import qa_metrics
+    from plmkit.tasks.qa.scores import qa_metrics
 
     started = time.perf_counter()
     torch.manual_seed(args.seed)
@@ -283,7 +283,7 @@ def same_windows(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, 
     from transformers import AutoTokenizer
 
     from plmkit.stages.finetune_qa import read_questions
-    from plmkit.tasks.qa import encode_qa
+    from plmkit.tasks.qa.features import encode_qa
     from plmkit.text.tokenizer import load_tokenizer
 
     ours_tok, theirs_tok = load_tokenizer(args.model), AutoTokenizer.from_pretrained(args.model)

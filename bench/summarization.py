@@ -20,7 +20,7 @@ from pathlib import Path
 from plmkit.cli import main as plmkit
 from plmkit.config import EvaluateConfig
 from plmkit.stages import evaluate
-from plmkit.tasks.generation import generation_metrics
+from plmkit.tasks.seq2seq.features import generation_metrics
 from plmkit.text.corpus import split_sentences
 
 BBC = Path(__file__).resolve().parents[2] / "shared" / "data" / "bbc-news-summary" / "bbc_news_summary.jsonl.xz"

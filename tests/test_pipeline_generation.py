@@ -207,7 +207,7 @@ def test_perplexity_matches_transformers_loss(gpt: Path, root: Path) -> None:
 
     from plmkit.config import CorpusConfig, EvaluateConfig
     from plmkit.stages import evaluate
-    from plmkit.tasks.perplexity import text_stream
+    from plmkit.tasks.lm.perplexity import text_stream
 
     text = root / "eval.txt"
     text.write_text("The river flows north.\n\nA second document here, with words.\n", encoding="utf-8")

@@ -17,7 +17,7 @@ import torch
 from plmkit.checkpoint import load_into, read_checkpoint
 from plmkit.cli import main
 from plmkit.models.heads import TokenClassifier
-from plmkit.tasks.peoples_daily import write_peoples_daily_ner
+from plmkit.tasks.ner.peoples_daily import write_peoples_daily_ner
 
 TINY = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
         "model.intermediate_size=64", "model.max_position=128"]

@@ -75,7 +75,7 @@ def qa_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_a_wrong_answer_offset_is_reported(qa_run: dict[str, Path], capsys) -> None:
-    from plmkit.tasks.qa_eval import read_questions
+    from plmkit.tasks.qa.answers import read_questions
 
     examples = read_questions(str(qa_run["root"] / "train.json"))
     assert len(examples) == 6

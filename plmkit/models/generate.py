@@ -21,7 +21,7 @@ from typing import NamedTuple, Protocol
 import torch
 import torch.nn.functional as F
 
-from plmkit.config import GenerationConfig, UserError, check_generation_config
+from plmkit.config import GenerationConfig, check_generation_config
 from plmkit.models.decoder import CausalLM
 from plmkit.models.seq2seq import Seq2SeqLM
 
@@ -65,14 +65,14 @@ class CausalDecoding:
         lengths = mask.sum(1) if T else torch.zeros(B, dtype=torch.long)
         if B == 0 or int(lengths.min()) == 0:
             row = 0 if B == 0 else int((lengths == 0).nonzero()[0])
-            raise UserError(f"prompt {row} is empty: give at least one token (e.g. the bos id)")
+            raise ValueError(f"prompt {row} is empty: give at least one token (e.g. the bos id)")
         if T > 1 and bool((mask[:, 1:] < mask[:, :-1]).any()):
-            raise UserError(
+            raise ValueError(
                 "prompts must be left-padded (padding first): decoding appends on the right"
             )
         longest = int(lengths.max())
         if longest > model.max_position:
-            raise UserError(
+            raise ValueError(
                 f"prompt of {longest} tokens is longer than the context window ({model.max_position})"
             )
         self.model = model
@@ -117,7 +117,7 @@ class Seq2SeqDecoding:
             lengths = attention_mask.long().sum(1)
         if input_ids.shape[0] == 0 or int(lengths.min()) == 0:
             row = 0 if input_ids.shape[0] == 0 else int((lengths == 0).nonzero()[0])
-            raise UserError(f"input {row} is empty: the encoder needs at least one token")
+            raise ValueError(f"input {row} is empty: the encoder needs at least one token")
         self.model = model
         self.eos_token_id = model.eos_token_id
         self.room = None  # relative positions: no context window
@@ -161,7 +161,7 @@ def generate(decoding: Decoding, cfg: GenerationConfig) -> Generation:
     beam search, per cfg); a row ends at eos or any of cfg.stop_ids."""
     check_generation_config(cfg)
     if decoding.room is not None and cfg.max_new_tokens > decoding.room:
-        raise UserError(
+        raise ValueError(
             f"generation.max_new_tokens {cfg.max_new_tokens} does not fit the context window: "
             f"the longest prompt leaves room for {decoding.room}"
         )

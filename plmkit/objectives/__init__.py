@@ -12,6 +12,7 @@ state *is* the data cursor, so exact resume needs only that state. The cost is s
 replacement: an epoch is not a pass over every token once.
 """
 
+from plmkit.objectives.clm import CausalLMBatches, PackedStream, causal_lm_loss, evaluate_lm
 from plmkit.objectives.mlm import (
     MaskingSpec,
     PretrainBatches,
@@ -28,7 +29,6 @@ from plmkit.objectives.span import (
     span_counts,
     span_noise_mask,
 )
-from plmkit.objectives.stream import CausalLMBatches, PackedStream, causal_lm_loss, evaluate_lm
 
 __all__ = [
     "CausalLMBatches",

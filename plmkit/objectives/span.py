@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from plmkit.models.seq2seq import shift_right
-from plmkit.objectives.stream import PackedStream, _token_loss
+from plmkit.objectives.clm import PackedStream, _token_loss
 from plmkit.runtime.errors import UserError
 from plmkit.text.shards import ShardReader
 

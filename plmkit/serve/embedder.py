@@ -7,7 +7,7 @@ directory. How texts become vectors comes from, in order: what plmkit recorded i
 the usual choice for an encoder that was never trained to pool. Only the encoder's weights
 are read, so a classifier's or tagger's directory embeds too (its head is ignored).
 
-Search is exact (tasks/matching.py `top_k`, a chunked matrix product): fine for corpora up to
+Search is exact (tasks/matching/embeddings.py `top_k`, a chunked matrix product): fine for corpora up to
 about a million texts, with no index to build or keep in step with the corpus.
 """
 
@@ -26,7 +26,7 @@ from plmkit.config import TableConfig, from_dict
 from plmkit.models.heads import SentenceEmbedder
 from plmkit.runtime.devices import pick_device
 from plmkit.runtime.errors import UserError
-from plmkit.tasks.matching import embed_texts, top_k
+from plmkit.tasks.matching.embeddings import embed_texts, top_k
 from plmkit.text.tokenizer import load_tokenizer
 
 ARCHITECTURE = "BertModel"

@@ -19,7 +19,7 @@ from plmkit.config import TableConfig, from_dict
 from plmkit.models.heads import SequenceClassifier
 from plmkit.runtime.devices import pick_device
 from plmkit.runtime.errors import UserError
-from plmkit.tasks.classification import LabelSet, encode_examples, predict_logits
+from plmkit.tasks.classification.features import LabelSet, encode_examples, predict_logits
 from plmkit.tasks.tables import Example
 from plmkit.text.tokenizer import load_tokenizer
 

@@ -4,7 +4,7 @@
 directory. A plmkit run recorded its QA settings in config.json (max_length, window stride,
 max_answer_length, n_best, whether "no answer" is allowed and its threshold) and the reader
 answers with exactly those; a foreign directory gets QAConfig's defaults and no "no answer".
-Answers go through tasks/qa_eval.py `answer_questions`, the path `evaluate` scores, so a long
+Answers go through tasks/qa/answers.py `answer_questions`, the path `evaluate` scores, so a long
 context is windowed and decoded the same way here as there.
 
 Key choice: an `Answer` always satisfies `context[start:end] == text`. "No answer" (a SQuAD
@@ -27,9 +27,9 @@ from plmkit.config import QAConfig, from_dict
 from plmkit.models.heads import SpanExtractor
 from plmkit.runtime.devices import pick_device
 from plmkit.runtime.errors import UserError
-from plmkit.tasks.qa import QAPrediction
-from plmkit.tasks.qa_data import QAExample
-from plmkit.tasks.qa_eval import answer_questions
+from plmkit.tasks.qa.answers import answer_questions
+from plmkit.tasks.qa.data import QAExample
+from plmkit.tasks.qa.features import QAPrediction
 from plmkit.text.tokenizer import load_tokenizer
 
 ARCHITECTURE = "BertForQuestionAnswering"

@@ -18,10 +18,10 @@ from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir
 from plmkit.models.heads import TokenClassifier
 from plmkit.runtime.devices import pick_device
 from plmkit.runtime.errors import UserError
-from plmkit.tasks.classification import LabelSet
-from plmkit.tasks.tagged import TaggedSentence
-from plmkit.tasks.tags import tags_to_spans
-from plmkit.tasks.tokens import encode_tagged, predict_tags
+from plmkit.tasks.classification.features import LabelSet
+from plmkit.tasks.ner.data import TaggedSentence
+from plmkit.tasks.ner.features import encode_tagged, predict_tags
+from plmkit.tasks.ner.schemes import tags_to_spans
 from plmkit.text.tokenizer import load_tokenizer
 
 ARCHITECTURE = "BertForTokenClassification"

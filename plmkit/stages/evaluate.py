@@ -3,8 +3,8 @@
 Classifiers and regressors are scored on their logits; taggers on entities (seqeval); QA
 models by EM / F1 (SQuAD or CMRC 2018 rules); a seq2seq model decodes every source
 (with the generation settings it was fine-tuned with) and is scored with BLEU, chrF and ROUGE;
-a GPT-style model is scored by perplexity on raw text (tasks/perplexity.py); a sentence embedder
-(a matching run, or any bare `BertModel`) by the cosine of its pairs (tasks/matching.py).
+a GPT-style model is scored by perplexity on raw text (tasks/lm/perplexity.py); a sentence embedder
+(a matching run, or any bare `BertModel`) by the cosine of its pairs (tasks/matching/embeddings.py).
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ from plmkit.serve.generator import Generator
 from plmkit.serve.pipeline import Classifier
 from plmkit.serve.reader import Reader, is_reader
 from plmkit.serve.tagger import Tagger
-from plmkit.tasks.classification import encode_examples, evaluate_logits, predict_logits
-from plmkit.tasks.generation import generation_metrics
-from plmkit.tasks.matching import score_pairs
+from plmkit.tasks.classification.features import encode_examples, evaluate_logits, predict_logits
+from plmkit.tasks.lm.perplexity import perplexity, text_stream
+from plmkit.tasks.matching.embeddings import score_pairs
 from plmkit.tasks.metrics import markdown_table
-from plmkit.tasks.perplexity import perplexity, text_stream
-from plmkit.tasks.qa_eval import choose_metric, read_questions, score
+from plmkit.tasks.ner.data import read_tagged_file
+from plmkit.tasks.ner.features import ner_metrics
+from plmkit.tasks.qa.answers import choose_metric, read_questions, score
+from plmkit.tasks.seq2seq.features import generation_metrics
 from plmkit.tasks.tables import read_table
-from plmkit.tasks.tagged import read_tagged_file
-from plmkit.tasks.tokens import ner_metrics
 from plmkit.text.tokenizer import load_tokenizer
 
 

@@ -24,7 +24,7 @@ from plmkit.runtime.processes import is_main_process
 from plmkit.stages import finetune_matching, finetune_ner, finetune_qa, finetune_seq2seq
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
 from plmkit.tasks import sampling
-from plmkit.tasks.classification import (
+from plmkit.tasks.classification.features import (
     LabelSet,
     classification_loss,
     collate_examples,

@@ -4,7 +4,7 @@ Flat wiring, like the classifier's (stages/finetune.py hands over here): read bo
 check every label before any tokenizing, keep the training file's positive pairs (label "1",
 or a score ≥ matching.min_score), tokenize them once, build `SentenceEmbedder` (cls or mean
 pooling) on the chosen encoder, fit with the shared trainer and the in-batch contrastive loss,
-and score the dev file by the cosine of its pairs (tasks/matching.py `score_pairs`, the scorer
+and score the dev file by the cosine of its pairs (tasks/matching/embeddings.py `score_pairs`, the scorer
 `plmkit evaluate` uses). Negative training rows are read but not used: in-batch negatives
 need none, and the cost is that hard negatives a file may hold teach the model nothing.
 `final/` is a Hugging Face `BertModel` directory (what sentence-transformers models are) that
@@ -25,7 +25,7 @@ from plmkit.runtime.devices import pick_device, seed_everything
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.processes import is_main_process
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
-from plmkit.tasks.matching import (
+from plmkit.tasks.matching.embeddings import (
     collate_text_pairs,
     contrastive_loss,
     embed_texts,

@@ -19,9 +19,9 @@ from plmkit.models.heads import TokenClassifier
 from plmkit.runtime.devices import pick_device, seed_everything
 from plmkit.runtime.processes import is_main_process
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
-from plmkit.tasks.classification import LabelSet
-from plmkit.tasks.tagged import read_tagged_file
-from plmkit.tasks.tokens import (
+from plmkit.tasks.classification.features import LabelSet
+from plmkit.tasks.ner.data import read_tagged_file
+from plmkit.tasks.ner.features import (
     collate_tagged,
     encode_tagged,
     ner_metrics,

@@ -4,7 +4,7 @@ Flat wiring, like the classifier's (stages/finetune.py hands over here): read th
 files (answers whose offsets do not match their text are counted and reported, never dropped
 silently), cut long contexts into overlapping windows, build `SpanExtractor` on the chosen
 encoder, fit with the shared trainer, then answer the dev questions (n-best, no-answer for v2)
-and score them with the official SQuAD or CMRC 2018 EM / F1 (tasks/qa_eval.py, the path that
+and score them with the official SQuAD or CMRC 2018 EM / F1 (tasks/qa/answers.py, the path that
 `evaluate` and `predict` take too). `final/` is a Hugging Face `BertForQuestionAnswering`
 directory that records the QA settings for `evaluate` and `predict`.
 """
@@ -23,8 +23,8 @@ from plmkit.runtime.devices import pick_device, seed_everything
 from plmkit.runtime.files import atomic_write_text
 from plmkit.runtime.processes import is_main_process
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
-from plmkit.tasks.qa import collate_qa, encode_qa, span_loss
-from plmkit.tasks.qa_eval import choose_metric, read_questions, score
+from plmkit.tasks.qa.answers import choose_metric, read_questions, score
+from plmkit.tasks.qa.features import collate_qa, encode_qa, span_loss
 from plmkit.text.tokenizer import special_ids
 from plmkit.train.state import check_fresh_output
 

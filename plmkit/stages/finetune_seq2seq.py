@@ -25,7 +25,7 @@ from plmkit.runtime.errors import UserError
 from plmkit.runtime.files import atomic_write_text
 from plmkit.runtime.processes import is_main_process
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
-from plmkit.tasks.generation import (
+from plmkit.tasks.seq2seq.features import (
     collate_pairs,
     encode_pairs,
     generate_texts,

@@ -30,8 +30,11 @@ def run(cfg: GenerateConfig) -> list[dict]:
     generator.check_mode(cfg.mode)
     outputs: list[str] = []
     for start in range(0, len(texts), cfg.batch_size):
-        outputs += generator.generate(texts[start : start + cfg.batch_size], cfg.generation,
-                                      max_input_tokens=cfg.max_input_tokens, mode=cfg.mode)
+        try:
+            outputs += generator.generate(texts[start : start + cfg.batch_size], cfg.generation,
+                                          max_input_tokens=cfg.max_input_tokens, mode=cfg.mode)
+        except ValueError as err:  # models/generate.py: a prompt the model cannot continue
+            raise UserError(f"generate: {err}") from None
     results = [{"input": t, "output": o} for t, o in zip(texts, outputs, strict=True)]
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
     if cfg.output:

@@ -17,7 +17,7 @@ from plmkit.serve.embedder import Embedder, is_embedder
 from plmkit.serve.pipeline import Classifier
 from plmkit.serve.reader import Reader, is_reader, questions_in_contexts
 from plmkit.serve.tagger import Tagger
-from plmkit.tasks.qa_data import read_qa_inputs
+from plmkit.tasks.qa.data import read_qa_inputs
 
 
 def run(cfg: PredictConfig) -> list[dict]:

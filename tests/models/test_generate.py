@@ -199,7 +199,9 @@ def test_filters_keep_what_transformers_keeps(top_k: int, top_p: float) -> None:
     assert (ours.isfinite().sum(-1) >= 1).all()
 
 
-def test_bad_inputs_are_one_line_user_errors(pair) -> None:
+def test_bad_inputs_are_one_line_errors(pair) -> None:
+    """Bad prompts are plain ValueErrors (the models layer knows no CLI); bad settings are the
+    config's UserErrors. Either way one line."""
     _, ours = pair
     ids, mask = left_padded(LENGTHS)
     cases = [
@@ -218,6 +220,7 @@ def test_bad_inputs_are_one_line_user_errors(pair) -> None:
             "max_new_tokens 90 does not fit .* room for 85",
         ),
     ]
+    n_prompt_cases = len(cases)
     for config, message in [
         (GenerationConfig(top_p=0.0), r"generation.top_p: must be in \(0, 1\]"),
         (GenerationConfig(top_p=1.5), r"generation.top_p: must be in \(0, 1\]"),
@@ -230,7 +233,8 @@ def test_bad_inputs_are_one_line_user_errors(pair) -> None:
         cases.append(
             (lambda config=config: generate(CausalDecoding(ours, ids, mask), config), message)
         )
-    for call, message in cases:
-        with pytest.raises(UserError, match=message) as err:
+    for number, (call, message) in enumerate(cases):
+        kind = ValueError if number < n_prompt_cases else UserError
+        with pytest.raises(kind, match=message) as err:
             call()
         assert "\n" not in str(err.value)

@@ -18,8 +18,8 @@ from torch import nn
 
 from plmkit.config import TableConfig
 from plmkit.runtime.errors import UserError
-from plmkit.tasks.baseline import tfidf_baseline
-from plmkit.tasks.classification import (
+from plmkit.tasks.classification.baseline import tfidf_baseline
+from plmkit.tasks.classification.features import (
     EncodedSet,
     Example,
     LabelSet,

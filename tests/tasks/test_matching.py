@@ -15,7 +15,7 @@ from torch import nn
 from plmkit.config import ModelConfig, TableConfig, TokenizerStageConfig
 from plmkit.models.heads import SentenceEmbedder
 from plmkit.runtime.errors import UserError
-from plmkit.tasks.matching import (
+from plmkit.tasks.matching.embeddings import (
     collate_text_pairs,
     contrastive_loss,
     cosine_similarity,

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-from plmkit.tasks.peoples_daily import (
+from plmkit.tasks.ner.data import read_tagged
+from plmkit.tasks.ner.peoples_daily import (
     paragraph_sentences,
     peoples_daily_text,
     write_peoples_daily_ner,
 )
-from plmkit.tasks.tagged import read_tagged
-from plmkit.tasks.tags import Span, tags_to_spans
+from plmkit.tasks.ner.schemes import Span, tags_to_spans
 
 
 def test_surname_and_given_name_merge_and_sentences_split() -> None:

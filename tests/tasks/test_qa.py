@@ -19,7 +19,8 @@ from torch import nn
 
 from plmkit.config import TokenizerStageConfig
 from plmkit.runtime.errors import UserError
-from plmkit.tasks.qa import (
+from plmkit.tasks.qa.data import read_qa
+from plmkit.tasks.qa.features import (
     NO_CHAR,
     best_spans,
     collate_qa,
@@ -28,8 +29,7 @@ from plmkit.tasks.qa import (
     predict_spans,
     span_loss,
 )
-from plmkit.tasks.qa_data import read_qa
-from plmkit.tasks.qa_scores import cmrc_exact, cmrc_f1, qa_metrics, squad_f1, squad_normalize
+from plmkit.tasks.qa.scores import cmrc_exact, cmrc_f1, qa_metrics, squad_f1, squad_normalize
 from plmkit.tasks.sampling import SampledBatches
 from plmkit.text.tokenizer import train_tokenizer
 

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from plmkit.runtime.errors import UserError
-from plmkit.tasks.classification import EncodedSet, collate_examples
-from plmkit.tasks.generation import PairSet, collate_pairs
-from plmkit.tasks.matching import TextPairs, collate_text_pairs
+from plmkit.tasks.classification.features import EncodedSet, collate_examples
+from plmkit.tasks.matching.embeddings import TextPairs, collate_text_pairs
 from plmkit.tasks.sampling import SampledBatches
+from plmkit.tasks.seq2seq.features import PairSet, collate_pairs
 
 LENGTHS = [2, 3, 1, 4, 2]  # row i holds token i + 10 (a side: i + 20, length 6 - n)
 

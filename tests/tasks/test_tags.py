@@ -12,7 +12,7 @@ import pytest
 from seqeval.metrics.sequence_labeling import get_entities
 
 from plmkit.runtime.errors import UserError
-from plmkit.tasks.tags import (
+from plmkit.tasks.ner.schemes import (
     Span,
     check_tag,
     convert_tags,

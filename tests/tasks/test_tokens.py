@@ -20,10 +20,8 @@ from torch import nn
 from plmkit.config import ModelConfig, TokenizerStageConfig
 from plmkit.models.heads import TokenClassifier
 from plmkit.runtime.errors import UserError
-from plmkit.tasks.sampling import SampledBatches
-from plmkit.tasks.tagged import TaggedSentence, read_tagged, retag
-from plmkit.tasks.tags import tags_to_spans
-from plmkit.tasks.tokens import (
+from plmkit.tasks.ner.data import TaggedSentence, read_tagged, retag
+from plmkit.tasks.ner.features import (
     IGNORE,
     collate_tagged,
     encode_tagged,
@@ -33,6 +31,8 @@ from plmkit.tasks.tokens import (
     tag_label_set,
     token_classification_loss,
 )
+from plmkit.tasks.ner.schemes import tags_to_spans
+from plmkit.tasks.sampling import SampledBatches
 from plmkit.text.tokenizer import train_tokenizer
 
 CORPUS = [

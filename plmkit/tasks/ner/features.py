@@ -1,6 +1,6 @@
 """Token classification (NER): tagged sentences → sub-word windows → word tags → entities → scores.
 
-Where it sits: a stage reads files with tasks/tagged.py `read_tagged`, fixes the tag ids with
+Where it sits: a stage reads files with tasks/ner/data.py `read_tagged`, fixes the tag ids with
 `tag_label_set` (from the training file), tokenizes once with `encode_tagged`, and hands
 tasks/sampling.py `SampledBatches` over `collate_tagged`, and `token_classification_loss`, to the
 one trainer; `predict_tags` maps a model's outputs back to one tag per word, `sentence_entities`
@@ -36,10 +36,9 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from plmkit.runtime.errors import UserError
-from plmkit.tasks.classification import LabelSet
-from plmkit.tasks.sampling import INPUT_KEYS, pad_inputs, predict_batches
-from plmkit.tasks.tagged import TaggedSentence
-from plmkit.tasks.tags import (
+from plmkit.tasks.classification.features import LabelSet
+from plmkit.tasks.ner.data import TaggedSentence
+from plmkit.tasks.ner.schemes import (
     OUTSIDE,
     check_scheme,
     convert_tags,
@@ -47,6 +46,7 @@ from plmkit.tasks.tags import (
     split_tag,
     tags_to_spans,
 )
+from plmkit.tasks.sampling import INPUT_KEYS, pad_inputs, predict_batches
 from plmkit.text.tokenizer import special_ids
 
 IGNORE = -100  # label of a position with no loss: specials, padding, non-first sub-words

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from plmkit.runtime.errors import UserError
-from plmkit.tasks.classification import Example, LabelSet
+from plmkit.tasks.classification.features import Example, LabelSet
 from plmkit.tasks.metrics import classification_metrics
 
 PAIR_SEPARATOR = " ||| "  # joins text and text_pair into one document

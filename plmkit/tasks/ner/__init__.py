@@ -1,0 +1,1 @@
+"""Named-entity recognition (token classification): tag schemes, tagged files, sub-word features, scores, the task entry."""

@@ -1,0 +1,1 @@
+"""Extractive question answering: SQuAD/CMRC files, windows and spans, answers, EM/F1, the task entry."""
