@@ -48,6 +48,7 @@ from tokenizers import (
 from plmkit.config import TokenizerStageConfig
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.files import atomic_dir
+from plmkit.text.wordpiece import train_wordpiece
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0, 1, 2, 3, 4
 ENDOFTEXT = "<|endoftext|>"  # GPT-2's one special token: bos, eos and pad (id 0)
@@ -200,17 +201,15 @@ def _hf_class(tok: Tokenizer, kind: str) -> str:
 def _train_wordpiece(texts: Iterable[str], cfg: TokenizerStageConfig) -> Tokenizer:
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
     _bert_pipeline(tok, lowercase=cfg.lowercase is not False)  # None (unset) = uncased
-    trainer = trainers.WordPieceTrainer(
+    return train_wordpiece(  # the same vocabulary every run (wordpiece.py says why it takes two)
+        tok,
+        texts,
         vocab_size=cfg.vocab_size,
         min_frequency=cfg.min_frequency,
         special_tokens=list(SPECIAL_TOKENS),
         # The library's default alphabet of 1000 characters leaves ~11% [UNK] on Chinese.
         limit_alphabet=cfg.limit_alphabet or cfg.vocab_size,
-        continuing_subword_prefix="##",
-        show_progress=False,
     )
-    tok.train_from_iterator(texts, trainer=trainer)
-    return tok
 
 
 def _train_bpe(texts: Iterable[str], cfg: TokenizerStageConfig) -> Tokenizer:
