@@ -47,7 +47,9 @@ def run(cfg: ExportConfig) -> Path:
         raise UserError(f"export: a {checkpoint.cfg.family} model can be written as auto or one of "
                         f"{', '.join(known)}, not '{architecture}'")
     model = _build(architecture, checkpoint)
-    load_into(model, checkpoint, require_heads=architecture in NEEDS_HEADS)
+    # re-writing the file's own architecture needs what it holds (an ELECTRA one has no pooler)
+    load_into(model, checkpoint, require_heads=architecture in NEEDS_HEADS,
+              architecture=architecture if architecture == trained else None)
     extra = {k: checkpoint.hf_config[k] for k in HEAD_KEYS if k in checkpoint.hf_config}
     save_model(model, checkpoint.cfg, cfg.output, architecture, extra_config=extra,
                tokenizer_dir=source)
