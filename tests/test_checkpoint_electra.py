@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from plmkit.checkpoint import load_into, read_checkpoint, save_model
+from plmkit.cli import main
 from plmkit.config import ModelConfig
 from plmkit.models.electra import (
     Discriminator,
@@ -159,3 +160,21 @@ def test_replaced_marks_only_changed_positions(batch, electra) -> None:
     expected = torch.zeros(36)
     expected[positions] = (sampled != flat[positions]).float()
     assert torch.equal(out.replaced.reshape(-1), expected)
+
+
+def test_finetune_refuses_narrow_embeddings_before_training(tmp_path, capsys) -> None:
+    """A Transformers ELECTRA-Small-shaped file cannot become the BERT that fine-tuning writes:
+    a one-line error up front, not a failure at save after training."""
+    config = transformers.ElectraConfig(vocab_size=30, embedding_size=16, hidden_size=32,
+                                        num_hidden_layers=1, num_attention_heads=2,
+                                        intermediate_size=64, max_position_embeddings=64)
+    transformers.ElectraForPreTraining(config).save_pretrained(tmp_path / "small")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghij"]
+    (tmp_path / "small" / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    train = tmp_path / "t.tsv"
+    train.write_text("text\tlabel\n" + "".join(f"{'abc'[i % 3]} d\t{i % 2}\n" for i in range(8)))
+    code = main(["finetune", f"init={tmp_path / 'small'}", f"train_file={train}",
+                 f"output={tmp_path / 'out'}", "train.max_steps=1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "embeddings 16 wide under layers 32 wide" in err, err
+    assert not (tmp_path / "out").exists()
