@@ -12,7 +12,7 @@ save and joined on load (a row lists several names), and GPT-2's Conv1D weights 
 row says so).
 
 The package, bottom to top: `family.py` defines `Row` and `Family` and the config.json helpers
-every family shares; `bert.py`, `gpt2.py` and `t5.py` each hold one family's map; `disk.py`
+every family shares; `bert.py`, `electra.py`, `gpt2.py` and `t5.py` each hold one family's map; `disk.py`
 keeps the registry of families and does the saving and loading. Import from here.
 """
 
@@ -20,16 +20,20 @@ from plmkit.checkpoint.bert import BERT, BERT_ROWS
 from plmkit.checkpoint.disk import (
     ARCHITECTURES,
     FAMILIES,
+    MAPS,
     Checkpoint,
     config_from_hf,
     config_to_hf,
     family_of,
+    file_family,
+    holds,
     load_into,
     read_checkpoint,
     read_hf_config,
     resolve_model_dir,
     save_model,
 )
+from plmkit.checkpoint.electra import ELECTRA
 from plmkit.checkpoint.family import (
     ACT_FROM_HF,
     ACT_TO_HF,
@@ -49,9 +53,11 @@ __all__ = [
     "ARCHITECTURES",
     "BERT",
     "BERT_ROWS",
+    "ELECTRA",
     "FAMILIES",
     "GPT2",
     "GPT2_ROWS",
+    "MAPS",
     "T5",
     "T5_ROWS",
     "Checkpoint",
@@ -62,7 +68,9 @@ __all__ = [
     "config_from_hf",
     "config_to_hf",
     "family_of",
+    "file_family",
     "hf_activation",
+    "holds",
     "load_into",
     "read_checkpoint",
     "read_fields",

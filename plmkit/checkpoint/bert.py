@@ -78,6 +78,11 @@ _DECODER_BIAS = "cls.predictions.decoder.bias"
 
 
 def _bert_to_hf(cfg: ModelConfig) -> dict[str, Any]:
+    if cfg.embedding_size not in (0, cfg.hidden_size):
+        raise UserError(
+            f"a BERT file cannot hold embeddings {cfg.embedding_size} wide under layers "
+            f"{cfg.hidden_size} wide (model.embedding_size): only ELECTRA files can"
+        )
     data = {theirs: getattr(cfg, ours) for ours, theirs, _ in _BERT_FIELDS}
     data.update(
         hidden_act=hf_activation(cfg.activation),
@@ -90,13 +95,16 @@ def _bert_to_hf(cfg: ModelConfig) -> dict[str, Any]:
     return data
 
 
-def _bert_from_hf(data: dict, source: str) -> ModelConfig:
+def _bert_from_hf(
+    data: dict, source: str, fields: tuple[tuple[str, str, Any], ...] = _BERT_FIELDS
+) -> ModelConfig:
+    """Our config from a BertConfig's data (or ELECTRA's: the same fields, other `fields`)."""
     for key, wanted in (("position_embedding_type", "absolute"), ("is_decoder", False)):
         if data.get(key, wanted) != wanted:
             raise UserError(f"{source}: {key}={data[key]!r} is not supported (only {wanted!r})")
     if data.get("add_cross_attention"):
         raise UserError(f"{source}: add_cross_attention is not supported")
-    values = read_fields(data, _BERT_FIELDS, source)
+    values = read_fields(data, fields, source)
     values["activation"] = activation_from_hf(data.get("hidden_act", "gelu"), source, "hidden_act")
     cfg = ModelConfig(family="bert", **values)
     check_heads(cfg, source)

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from plmkit.checkpoint.bert import BERT
+from plmkit.checkpoint.electra import ELECTRA
 from plmkit.checkpoint.family import Family, _expand
 from plmkit.checkpoint.gpt2 import GPT2
 from plmkit.checkpoint.t5 import T5
@@ -32,9 +33,21 @@ from plmkit.runtime.files import atomic_dir
 from plmkit.text.tokenizer import copy_tokenizer_files
 
 FAMILIES: dict[str, Family] = {"bert": BERT, "gpt": GPT2, "t5": T5}  # ModelConfig.family → Family
+MAPS: tuple[Family, ...] = (*FAMILIES.values(), ELECTRA)  # every map; ELECTRA's holds bert models
 ARCHITECTURES: dict[str, Family] = {
-    name: family for family in FAMILIES.values() for name in family.architectures
+    name: family for family in MAPS for name in family.architectures
 }
+MODEL_TYPES: dict[str, Family] = {family.model_type: family for family in MAPS}
+
+
+def holds(family: Family) -> str:
+    """The ModelConfig.family of the models that `family`'s files hold."""
+    return family.holds or next(name for name, known in FAMILIES.items() if known is family)
+
+
+def file_family(hf_config: dict) -> Family:
+    """The map a config.json's files are read with, by model_type (BERT when it has none)."""
+    return MODEL_TYPES[hf_config.get("model_type", "bert")]
 
 
 def family_of(architecture: str) -> Family:
@@ -47,7 +60,7 @@ def family_of(architecture: str) -> Family:
 def config_to_hf(cfg: ModelConfig, architecture: str, extra: dict | None = None) -> dict:
     """config.json data for `architecture`; `extra` keys are added last."""
     family = family_of(architecture)
-    if FAMILIES.get(cfg.family) is not family:
+    if holds(family) != cfg.family:
         raise UserError(f"architecture {architecture} cannot hold a model of family '{cfg.family}'")
     data: dict[str, Any] = {"architectures": [architecture], "model_type": family.model_type}
     data.update(family.to_hf(cfg))
@@ -58,12 +71,11 @@ def config_to_hf(cfg: ModelConfig, architecture: str, extra: dict | None = None)
 def config_from_hf(data: dict, source: str) -> ModelConfig:
     """ModelConfig from a config.json's data; unsupported settings are a UserError naming `source`."""
     model_type = data.get("model_type", "bert")
-    by_type = {family.model_type: family for family in FAMILIES.values()}
-    if model_type not in by_type:
+    if model_type not in MODEL_TYPES:
         raise UserError(
-            f"{source}: model_type '{model_type}' is not supported ({', '.join(by_type)})"
+            f"{source}: model_type '{model_type}' is not supported ({', '.join(MODEL_TYPES)})"
         )
-    return by_type[model_type].from_hf(data, source)
+    return MODEL_TYPES[model_type].from_hf(data, source)
 
 
 # ----------------------------------------------------------------------------- saving
@@ -228,7 +240,7 @@ def _to_our_names(
     tensors: dict[str, torch.Tensor], cfg: ModelConfig, hf_config: dict, source: Path
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Map Transformers names to ours; the body must be complete, heads are taken when present."""
-    family = FAMILIES[cfg.family]
+    family = file_family(hf_config)
     tensors = {_modern_name(k): v for k, v in tensors.items()}
     prefixes = sorted({p for p, _ in family.architectures.values() if p}, key=len, reverse=True)
     prefix = next((p for p in prefixes if any(k.startswith(p) for k in tensors)), "")
@@ -286,12 +298,13 @@ def load_into(
     taken (a sentence classifier's `classifier` must not become a token classifier's, though
     the shapes may agree).
     """
-    family = FAMILIES[ckpt.cfg.family]
+    family = file_family(ckpt.hf_config)
     prefix = family.bare[1] if family.bare and isinstance(model, family.bare[0]) else ""
     body = _part_names(family, ckpt.cfg, ("body",))
     file_architecture = (ckpt.hf_config.get("architectures") or [None])[0]
-    wanted = _part_names(family, ckpt.cfg, family_of(architecture).architectures[architecture][1]) \
-        if architecture else None
+    target = family_of(architecture) if architecture else None
+    wanted = _part_names(target, ckpt.cfg, target.architectures[architecture][1]) \
+        if target else None
     shared = _part_names(family, ckpt.cfg, ("body", "pooler", "decoder"))
     foreign = architecture is not None and file_architecture not in (None, architecture)
     vocab_rows = {ours for row, ours, _ in _expand(family, ckpt.cfg, "") if row.vocab}

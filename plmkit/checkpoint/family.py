@@ -56,6 +56,8 @@ class Family:
     layer_counts: Callable[[ModelConfig], dict[str, int]] = field(
         default=lambda cfg: {"i": cfg.num_layers}
     )  # how far `{i}` (and `{j}`) expand
+    holds: str | None = None  # ModelConfig.family of its models when the map is not that
+    # family's own (ELECTRA's files hold "bert" encoders); None: the family it is registered as
 
 
 _W, _WB = ("weight",), ("weight", "bias")

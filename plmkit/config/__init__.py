@@ -58,6 +58,7 @@ class ModelConfig:
     gated: bool = False  # gated feed-forward (T5 v1.1, "gated-gelu")
     unpad: bool = True  # BERT: run the layers on real tokens only, no compute on padding (speed only)
     vocab_multiple: int = 1  # GPT: token-matrix rows rounded up to this (64 on GPUs); never exported
+    embedding_size: int = 0  # BERT: width of the token embeddings (0 = hidden_size); else projected to hidden_size (ELECTRA generators)
 
     @property
     def padded_vocab_size(self) -> int:
@@ -78,6 +79,8 @@ def check_model_config(cfg: ModelConfig, where: str = "model") -> None:
     for name in positive:
         if getattr(cfg, name) < 1:
             raise UserError(f"config {where}.{name}: must be ≥ 1, got {getattr(cfg, name)}")
+    if cfg.embedding_size < 0:
+        raise UserError(f"config {where}.embedding_size: must be ≥ 0 (0 = hidden_size), got {cfg.embedding_size}")
     if cfg.hidden_size % cfg.num_heads and not (cfg.family == "t5" and cfg.head_dim):
         raise UserError(f"config {where}.hidden_size {cfg.hidden_size} is not divisible by "
                         f"{where}.num_heads {cfg.num_heads}")
@@ -209,15 +212,18 @@ class PrepareConfig:
 class ObjectiveConfig:
     """What pretraining teaches: BERT's MLM (+ NSP), GPT's next token, or T5's span corruption."""
 
-    kind: str = "mlm"  # mlm (family bert) | clm (causal LM, family gpt) | span (span corruption, family t5)
+    kind: str = "mlm"  # mlm (family bert) | electra (replaced-token detection, family bert) | clm (causal LM, family gpt) | span (span corruption, family t5)
     seq_len: int = 128
     short_seq_len: int = 0  # train at this length first (0 = off): breaks the MLM plateau
     short_seq_fraction: float = 0.6  # share of the run spent at short_seq_len
     mask_prob: float = 0.15
     whole_word: bool = False  # mask every piece of a word together
-    nsp: bool = True  # next sentence prediction: trains the pooled [CLS]
+    nsp: bool = True  # next sentence prediction: trains the pooled [CLS] (mlm only; electra has none)
     noise_density: float = 0.15  # span: share of tokens masked out
     mean_span: float = 3.0  # span: mean length of a masked-out span
+    generator_size: float = 0.25  # electra: the generator's width as a share of the model's, (0, 1]
+    generator_layers: float = 1.0  # electra: the generator's layers as a share of the model's, (0, 1]
+    disc_weight: float = 50.0  # electra: λ, the replaced-token loss's weight beside the generator's MLM loss
 
 
 @dataclasses.dataclass

@@ -45,16 +45,28 @@ class PretrainingOutput(NamedTuple):
 class Encoder(nn.Module):
     """BERT: embeddings, a stack of post-LN encoder blocks, and a tanh pooler on [CLS]."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, *, embeddings: Embeddings | None = None) -> None:
+        """embeddings: a module to share (ELECTRA's generator reads the discriminator's), kept
+        as it is; by default the encoder builds its own, cfg.embedding_size wide."""
         super().__init__()
-        self.embeddings = Embeddings(
-            vocab_size=cfg.vocab_size,
-            hidden_size=cfg.hidden_size,
-            max_position=cfg.max_position,
-            type_vocab_size=cfg.type_vocab_size,
-            layer_norm_eps=cfg.layer_norm_eps,
-            dropout=cfg.dropout,
-            pad_token_id=cfg.pad_token_id,
+        width = cfg.embedding_size or cfg.hidden_size
+        if embeddings is None:
+            embeddings = Embeddings(
+                vocab_size=cfg.vocab_size,
+                hidden_size=width,
+                max_position=cfg.max_position,
+                type_vocab_size=cfg.type_vocab_size,
+                layer_norm_eps=cfg.layer_norm_eps,
+                dropout=cfg.dropout,
+                pad_token_id=cfg.pad_token_id,
+            )
+            shared = None
+        else:
+            shared = embeddings
+        self.embeddings = embeddings
+        # embeddings narrower or wider than the layers are projected to their width (ELECTRA)
+        self.embeddings_project = (
+            nn.Linear(width, cfg.hidden_size) if width != cfg.hidden_size else None
         )
         self.layers = nn.ModuleList(
             EncoderBlock(
@@ -70,7 +82,9 @@ class Encoder(nn.Module):
         )
         self.pooler = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.unpad = cfg.unpad
-        self.apply(lambda m: init_bert_weights(m, cfg.initializer_range))
+        for child in self.children():
+            if child is not shared:  # a shared module was initialised by its owner
+                child.apply(lambda m: init_bert_weights(m, cfg.initializer_range))
 
     def forward(
         self,
@@ -79,7 +93,9 @@ class Encoder(nn.Module):
         token_type_ids: torch.Tensor | None = None,
     ) -> EncoderOutput:
         """input_ids (B, T), attention_mask (B, T) 1 = token / 0 = pad → EncoderOutput."""
-        x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
+        x = self.embeddings(input_ids, token_type_ids)  # (B, T, E)
+        if self.embeddings_project is not None:
+            x = self.embeddings_project(x)  # (B, T, H)
         if self.unpad and attention_mask is not None:  # models/unpad.py: skip the padding
             flat = unpadding(attention_mask)
             x = unpad(x, flat)  # (N, H)
@@ -106,7 +122,11 @@ class Encoder(nn.Module):
 
 
 class MaskedLMHead(nn.Module):
-    """dense → activation → LayerNorm, then a vocabulary projection tied to the word embeddings."""
+    """dense → activation → LayerNorm, then a vocabulary projection tied to the word embeddings.
+
+    embedding_size: the width of those embeddings when it is not hidden_size (an ELECTRA
+    generator's): `dense` then maps hidden_size → embedding_size.
+    """
 
     def __init__(
         self,
@@ -115,24 +135,24 @@ class MaskedLMHead(nn.Module):
         activation: str,
         layer_norm_eps: float,
         word_weight: nn.Parameter | None = None,
+        embedding_size: int | None = None,
     ) -> None:
         super().__init__()
-        self.dense = nn.Linear(hidden_size, hidden_size)
+        width = embedding_size or hidden_size
+        self.dense = nn.Linear(hidden_size, width)
         self.act = activation_fn(activation)
-        self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.norm = nn.LayerNorm(width, eps=layer_norm_eps)
         if word_weight is None:
-            word_weight = nn.Parameter(torch.empty(vocab_size, hidden_size))
+            word_weight = nn.Parameter(torch.empty(vocab_size, width))
             nn.init.normal_(word_weight, std=0.02)
-        if tuple(word_weight.shape) != (vocab_size, hidden_size):
-            raise ValueError(
-                f"tied weight {tuple(word_weight.shape)} != ({vocab_size}, {hidden_size})"
-            )
-        self.weight = word_weight  # the same Parameter as the embeddings': (V, H)
+        if tuple(word_weight.shape) != (vocab_size, width):
+            raise ValueError(f"tied weight {tuple(word_weight.shape)} != ({vocab_size}, {width})")
+        self.weight = word_weight  # the same Parameter as the embeddings': (V, E)
         self.bias = nn.Parameter(torch.zeros(vocab_size))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """h (..., H) → logits (..., V)."""
-        h = self.norm(self.act(self.dense(h)))
+        h = self.norm(self.act(self.dense(h)))  # (..., E)
         return h @ self.weight.T + self.bias
 
 

@@ -17,6 +17,7 @@ The cost is a model whose forward takes those positions (models/encoder.py's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -258,15 +259,20 @@ def pretrain_loss(
 
 @torch.no_grad()
 def evaluate_pretraining(
-    model: nn.Module, batches: list[dict[str, torch.Tensor]], device: torch.device
+    model: nn.Module,
+    batches: list[dict[str, torch.Tensor]],
+    device: torch.device,
+    loss_fn: Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict]] | None = None,
 ) -> dict[str, float]:
-    """Mean MLM loss / accuracy (and NSP accuracy) over fixed held-out batches, in eval mode."""
+    """Mean metrics of `loss_fn` (default `pretrain_loss`: MLM loss / accuracy, and NSP's) over
+    fixed held-out batches, in eval mode; ELECTRA's loss is scored the same way."""
+    loss_fn = loss_fn or pretrain_loss
     was_training = model.training
     model.eval()
     totals: dict[str, float] = {}
     for batch in batches:
         batch = {k: v.to(device) for k, v in batch.items()}
-        _, metrics = pretrain_loss(model, batch)
+        _, metrics = loss_fn(model, batch)
         for k, v in metrics.items():
             totals[k] = totals.get(k, 0.0) + float(v) / len(batches)
     model.train(was_training)

@@ -3,7 +3,7 @@
 A pretraining run's `final/` is already a Hugging Face directory (`BertForPreTraining`,
 `GPT2LMHeadModel` or `T5ForConditionalGeneration`); export re-writes it as another architecture
 of the same family when a user's downstream code expects one (`BertForMaskedLM`, a bare
-`BertModel`, `GPT2Model`, `T5EncoderModel`, …), and copies fine-tuned models as they are. All of
+`BertModel`, `ElectraModel`, `GPT2Model`, `T5EncoderModel`, …), and copies fine-tuned models as they are. All of
 it goes through plmkit.checkpoint's one map per family.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 from torch import nn
 
 from plmkit.checkpoint import (
-    FAMILIES,
     Checkpoint,
+    file_family,
     load_into,
     read_checkpoint,
     resolve_model_dir,
@@ -23,6 +23,7 @@ from plmkit.checkpoint import (
 )
 from plmkit.config import ExportConfig
 from plmkit.models.decoder import CausalLM
+from plmkit.models.electra import Discriminator, Generator
 from plmkit.models.encoder import Encoder, PretrainingModel
 from plmkit.models.heads import SequenceClassifier
 from plmkit.models.seq2seq import Seq2SeqLM
@@ -30,7 +31,8 @@ from plmkit.runtime.console import print0
 from plmkit.runtime.errors import UserError
 
 NEEDS_HEADS = ("BertForPreTraining", "BertForSequenceClassification", "GPT2LMHeadModel",
-               "T5ForConditionalGeneration", "T5Model")
+               "T5ForConditionalGeneration", "T5Model", "ElectraForPreTraining",
+               "ElectraForMaskedLM")
 HEAD_KEYS = ("id2label", "label2id", "problem_type", "plmkit_pooling", "plmkit_task")  # kept as they are
 
 
@@ -38,14 +40,16 @@ def run(cfg: ExportConfig) -> Path:
     """Write `cfg.model` to `cfg.output` as `cfg.architecture`."""
     source = resolve_model_dir(cfg.model)
     checkpoint = read_checkpoint(source)
-    known = FAMILIES[checkpoint.cfg.family].architectures
+    known = file_family(checkpoint.hf_config).architectures  # ELECTRA files stay ELECTRA
     trained = (checkpoint.hf_config.get("architectures") or [next(iter(known))])[0]
     architecture = trained if cfg.architecture == "auto" else cfg.architecture
     if architecture not in known:
         raise UserError(f"export: a {checkpoint.cfg.family} model can be written as auto or one of "
                         f"{', '.join(known)}, not '{architecture}'")
     model = _build(architecture, checkpoint)
-    load_into(model, checkpoint, require_heads=architecture in NEEDS_HEADS)
+    # re-writing the file's own architecture needs what it holds (an ELECTRA one has no pooler)
+    load_into(model, checkpoint, require_heads=architecture in NEEDS_HEADS,
+              architecture=architecture if architecture == trained else None)
     extra = {k: checkpoint.hf_config[k] for k in HEAD_KEYS if k in checkpoint.hf_config}
     save_model(model, checkpoint.cfg, cfg.output, architecture, extra_config=extra,
                tokenizer_dir=source)
@@ -58,8 +62,12 @@ def _build(architecture: str, checkpoint: Checkpoint) -> nn.Module:
         return CausalLM(checkpoint.cfg)
     if checkpoint.cfg.family == "t5":
         return Seq2SeqLM(checkpoint.cfg)
-    if architecture == "BertModel":
+    if architecture in ("BertModel", "ElectraModel"):
         return Encoder(checkpoint.cfg)
+    if architecture == "ElectraForPreTraining":
+        return Discriminator(checkpoint.cfg)
+    if architecture == "ElectraForMaskedLM":
+        return Generator(checkpoint.cfg)
     if architecture == "BertForSequenceClassification":
         labels = checkpoint.hf_config.get("id2label")
         if not labels:

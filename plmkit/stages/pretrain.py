@@ -1,8 +1,9 @@
 """`plmkit pretrain`: token shards → a pretrained model → a run directory.
 
-One verb for the three families: `objective.kind` picks BERT's MLM (+ NSP), GPT's causal LM or
-T5's span corruption, and with it the model family and the Hugging Face architecture of
-`final/`. Flat wiring, read top to bottom: open the shards and their tokenizer, build the
+One verb for the three families: `objective.kind` picks BERT's MLM (+ NSP), ELECTRA's
+replaced-token detection (a BERT encoder too), GPT's causal LM or T5's span corruption, and with
+it the model family and the Hugging Face architecture of `final/` (for ELECTRA the discriminator,
+with the generator in `final/generator/`). Flat wiring, read top to bottom: open the shards and their tokenizer, build the
 model, build the objective (batches, loss, held-out evaluation), fit, export `final/`. The run
 directory holds the resolved config, metrics.jsonl, checkpoints for `resume=true`, and
 `summary.json` with the numbers the demo table shows.
@@ -21,16 +22,26 @@ import torch
 from tokenizers import Tokenizer
 
 from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir, save_model
-from plmkit.config import ModelConfig, PretrainConfig, check_model_config, dump_yaml, to_dict
+from plmkit.config import (
+    ModelConfig,
+    ObjectiveConfig,
+    PretrainConfig,
+    check_model_config,
+    dump_yaml,
+    to_dict,
+)
 from plmkit.models.decoder import CausalLM
+from plmkit.models.electra import ElectraPretrainingModel, generator_config
 from plmkit.models.encoder import PretrainingModel
 from plmkit.models.seq2seq import Seq2SeqLM
 from plmkit.objectives import (
     CausalLMBatches,
+    ElectraBatches,
     MaskingSpec,
     PretrainBatches,
     SpanCorruptionBatches,
     causal_lm_loss,
+    electra_loss,
     evaluate_lm,
     evaluate_pretraining,
     pretrain_loss,
@@ -39,7 +50,7 @@ from plmkit.objectives import (
 from plmkit.runtime.console import print0
 from plmkit.runtime.devices import pick_device, seed_everything
 from plmkit.runtime.errors import UserError
-from plmkit.runtime.files import atomic_write_text
+from plmkit.runtime.files import atomic_dir, atomic_write_text
 from plmkit.runtime.processes import barrier, data_seed, is_main_process, start_processes
 from plmkit.text.shards import ShardReader
 from plmkit.text.tokenizer import continuation_mask, load_tokenizer, special_ids, token_roles
@@ -52,6 +63,7 @@ EVAL_BATCHES = 8
 # objective.kind → (model family, the Hugging Face architecture its final/ directory is written as)
 OBJECTIVES = {
     "mlm": ("bert", "BertForPreTraining"),
+    "electra": ("bert", "ElectraForPreTraining"),  # the discriminator; final/generator/ the generator
     "clm": ("gpt", "GPT2LMHeadModel"),
     "span": ("t5", "T5ForConditionalGeneration"),
 }
@@ -105,9 +117,10 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     check_model_config(model_cfg)
     _check_objective(cfg, model_cfg)
     seed_everything(cfg.train.seed)
-    model = MODELS[family](model_cfg)
+    model = _electra_model(cfg, model_cfg) if cfg.objective.kind == "electra" \
+        else MODELS[family](model_cfg)
     if init is not None:
-        load_into(model, init)
+        _load_init(model, init, cfg.init)
     elif family == "t5" and not cfg.train.lr_by_rms:
         print0("pretrain: a T5 from random init with plain AdamW tends to stall at the unigram "
                "plateau (watch val_span_acc); train.lr_by_rms=true with train.lr ~3e-2 and "
@@ -131,7 +144,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
                 "train_time_s": result.train_time_s}
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
     end = objective.evaluate(model)
-    save_model(model, model_cfg, run_dir / "final", architecture, tokenizer_dir=tokenizer_dir)
+    _save_final(model, model_cfg, cfg, run_dir / "final", architecture, tokenizer_dir)
     summary = {"objective": cfg.objective.kind, "steps": result.steps,
                "train_time_s": result.train_time_s, "start": start, "end": end,
                "parameters": _count(model)}
@@ -147,16 +160,22 @@ def _objective(cfg: PretrainConfig, model_cfg: ModelConfig, tokenizer: Tokenizer
     """Training batches, loss and held-out evaluation for cfg.objective.kind."""
     obj, batch_size, seed = cfg.objective, cfg.train.batch_size, cfg.train.seed
     roles = token_roles(tokenizer)
-    if obj.kind == "mlm":
+    if obj.kind in ("mlm", "electra"):  # ELECTRA masks as MLM does, through the same routine
         masking = MaskingSpec(special_ids(tokenizer), model_cfg.vocab_size, obj.mask_prob,
                               continuation_mask(tokenizer) if obj.whole_word else None)
-        make = functools.partial(PretrainBatches, masking=masking, batch_size=batch_size,
-                                 seq_len=obj.seq_len, nsp=obj.nsp)
+        electra = obj.kind == "electra"
+        mlm = functools.partial(PretrainBatches, masking=masking, batch_size=batch_size,
+                                seq_len=obj.seq_len, nsp=obj.nsp and not electra)
+        make = (lambda *a, **k: ElectraBatches(mlm(*a, **k))) if electra else mlm
         batches = make(train_split, short_seq_len=obj.short_seq_len,
                        short_seq_fraction=obj.short_seq_fraction, seed=data_seed(seed))
         held_out = [make(val_split, seed=seed + 1).next_batch(1.0) for _ in range(EVAL_BATCHES)]
-        evaluate = functools.partial(evaluate_pretraining, batches=held_out, device=device)
-        return Objective(batches, pretrain_loss, evaluate, ("val_mlm_loss", "val_mlm_acc"))
+        loss = functools.partial(electra_loss, disc_weight=obj.disc_weight) if electra \
+            else pretrain_loss
+        evaluate = functools.partial(evaluate_pretraining, batches=held_out, device=device,
+                                     loss_fn=loss)
+        headline = ("val_disc_loss", "val_disc_acc") if electra else ("val_mlm_loss", "val_mlm_acc")
+        return Objective(batches, loss, evaluate, headline)
     if obj.kind == "clm":
         make = functools.partial(CausalLMBatches, eos_id=model_cfg.eos_token_id,
                                  batch_size=batch_size, seq_len=obj.seq_len)
@@ -190,9 +209,14 @@ def _check_objective(cfg: PretrainConfig, model_cfg: ModelConfig) -> None:
         raise UserError(f"objective.seq_len must be at least 8, got {obj.seq_len}")
     if obj.seq_len > max_position and model_cfg.family != "t5":  # T5's positions are relative
         raise UserError(f"objective.seq_len {obj.seq_len} exceeds model.max_position {max_position}")
-    if obj.kind != "mlm" and obj.short_seq_len:
-        raise UserError("objective.short_seq_len applies to kind mlm only; set it to 0")
-    if obj.kind != "mlm" and model_cfg.eos_token_id is None:
+    if obj.kind not in ("mlm", "electra") and obj.short_seq_len:
+        raise UserError("objective.short_seq_len applies to kinds mlm and electra only; set it to 0")
+    if model_cfg.embedding_size not in (0, model_cfg.hidden_size):
+        raise UserError(f"model.embedding_size {model_cfg.embedding_size}: pretraining builds "
+                        "embeddings as wide as the layers (hidden_size); leave it 0")
+    if obj.kind == "electra":
+        _check_electra(obj, model_cfg)
+    if obj.kind not in ("mlm", "electra") and model_cfg.eos_token_id is None:
         raise UserError(f"objective.kind {obj.kind} needs an eos token: train the tokenizer with "
                         f"kind={'bpe' if obj.kind == 'clm' else 'unigram'}")
     if obj.kind == "span" and not 0.0 < obj.noise_density < 1.0:
@@ -205,6 +229,58 @@ def _check_objective(cfg: PretrainConfig, model_cfg: ModelConfig) -> None:
         raise UserError(f"objective.short_seq_fraction must be in [0, 1], got {obj.short_seq_fraction}")
     if not 0.0 < obj.mask_prob < 1.0:
         raise UserError(f"objective.mask_prob must be in (0, 1), got {obj.mask_prob}")
+
+
+def _check_electra(obj: ObjectiveConfig, model_cfg: ModelConfig) -> None:
+    """The generator must be a real, no wider, no deeper encoder and λ positive."""
+    for name in ("generator_size", "generator_layers"):
+        if not 0.0 < getattr(obj, name) <= 1.0:
+            raise UserError(f"objective.{name} must be in (0, 1] (the generator is at most the "
+                            f"model's size; 1/4 to 1/2 of its width works best), got "
+                            f"{getattr(obj, name)}")
+    if not obj.disc_weight > 0:
+        raise UserError(f"objective.disc_weight must be > 0 (λ, 50 in the paper), got {obj.disc_weight}")
+    gen = generator_config(model_cfg, obj.generator_size, obj.generator_layers)
+    if gen.hidden_size % gen.num_heads:
+        raise UserError(f"objective.generator_size {obj.generator_size}: a generator "
+                        f"{gen.hidden_size} wide does not split into {gen.num_heads} heads as "
+                        f"wide as the model's ({model_cfg.hidden_size // model_cfg.num_heads})")
+
+
+def _electra_model(cfg: PretrainConfig, model_cfg: ModelConfig) -> ElectraPretrainingModel:
+    """Discriminator of model_cfg's shape and the generator objective.generator_* sizes."""
+    obj = cfg.objective
+    return ElectraPretrainingModel(
+        model_cfg, generator_config(model_cfg, obj.generator_size, obj.generator_layers))
+
+
+def _load_init(model: torch.nn.Module, init: Any, init_path: str) -> None:
+    """The init checkpoint's weights; an ELECTRA model takes them into its discriminator (a
+    BERT's body will do) and its generator from the init's generator/, when there is one."""
+    if not isinstance(model, ElectraPretrainingModel):
+        load_into(model, init)
+        return
+    load_into(model.discriminator, init)
+    generator_dir = resolve_model_dir(init_path) / "generator"
+    if (generator_dir / "config.json").is_file():
+        load_into(model.generator, read_checkpoint(generator_dir), require_heads=True)
+    else:
+        print0(f"pretrain: {init_path} has no generator/; the generator starts from random init")
+
+
+def _save_final(model: torch.nn.Module, model_cfg: ModelConfig, cfg: PretrainConfig, final: Path,
+                architecture: str, tokenizer_dir: Path) -> None:
+    """final/ as `architecture`; for ELECTRA the discriminator there and the generator in
+    final/generator/ (ElectraForMaskedLM), both written before either appears."""
+    if not isinstance(model, ElectraPretrainingModel):
+        save_model(model, model_cfg, final, architecture, tokenizer_dir=tokenizer_dir)
+        return
+    obj = cfg.objective
+    generator_cfg = generator_config(model_cfg, obj.generator_size, obj.generator_layers)
+    with atomic_dir(final) as tmp:  # save_model fills tmp in place, then its generator/
+        save_model(model.discriminator, model_cfg, tmp, architecture, tokenizer_dir=tokenizer_dir)
+        save_model(model.generator, generator_cfg, tmp / "generator", "ElectraForMaskedLM",
+                   tokenizer_dir=tokenizer_dir)
 
 
 def _run_config(cfg: PretrainConfig) -> dict[str, Any]:

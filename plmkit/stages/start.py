@@ -58,6 +58,10 @@ def model_to_finetune(cfg: FinetuneConfig, tokenizer: Tokenizer, init_dir: Path 
     if cfg.dropout is not None:  # e.g. pretrained without dropout, fine-tuned with it
         model_cfg = dataclasses.replace(model_cfg, dropout=cfg.dropout, attention_dropout=cfg.dropout)
     check_model_config(model_cfg)
+    if model_cfg.embedding_size not in (0, model_cfg.hidden_size):  # before training, not at save
+        raise UserError(f"finetune: {cfg.init} has embeddings {model_cfg.embedding_size} wide under "
+                        f"layers {model_cfg.hidden_size} wide (ELECTRA-Small style); plmkit "
+                        "fine-tunes encoders whose embeddings are as wide as their layers")
     if tokenizer.get_vocab_size() > model_cfg.vocab_size:
         raise UserError(f"finetune: the tokenizer has {tokenizer.get_vocab_size()} tokens but the "
                         f"model's vocabulary holds {model_cfg.vocab_size}: use the tokenizer the "
