@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from plmkit.tasks.peoples_daily import write_peoples_daily_ner
+from plmkit.tasks.ner.peoples_daily import write_peoples_daily_ner
 
 from plmkit.checkpoint import load_into, read_checkpoint
 from plmkit.cli import main
