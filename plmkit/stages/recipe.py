@@ -108,7 +108,8 @@ def _finetune_and_test(cfg: DemoConfig, ft: FinetuneConfig, files: Any, tok_dir:
     run_dir = out / "runs" / f"{name}-{budget}"
     ft_cfg = dataclasses.replace(
         ft, init=init, tokenizer=str(tok_dir), train_file=str(files.train),
-        model=cfg.pretrain.model,  # from scratch = the pretrained model's shape, random weights
+        # from scratch = the pretrained model's shape, random weights; with init its own config
+        model=cfg.pretrain.model if init is None else ft.model,
         dev_file=str(files.dev), limit_train=budget, output=str(run_dir), seeds=cfg.seeds,
         train=dataclasses.replace(ft.train, max_steps=steps))
     started = time.monotonic()
