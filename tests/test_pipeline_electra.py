@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from plmkit.tasks.ner.peoples_daily import write_peoples_daily_ner
 
 from plmkit.checkpoint import load_into, read_checkpoint
 from plmkit.cli import main
 from plmkit.models.electra import Discriminator, Generator
 from plmkit.models.heads import SequenceClassifier
 from plmkit.stages.demo_data import build_demo_data
+from plmkit.tasks.ner.peoples_daily import write_peoples_daily_ner
 
 transformers = pytest.importorskip("transformers")
 
