@@ -54,6 +54,8 @@ def check_config(cfg: FinetuneConfig) -> None:
         raise UserError(f"finetune: epochs must be > 0, got {cfg.epochs}")
     if cfg.seeds < 1:
         raise UserError(f"finetune: seeds must be ≥ 1, got {cfg.seeds}")
+    if cfg.reinit_layers < 0:
+        raise UserError(f"finetune: reinit_layers must be ≥ 0, got {cfg.reinit_layers}")
     # max_steps 0 means "from epochs" here, which the trainer's own check would refuse.
     check_train_config(dataclasses.replace(cfg.train, max_steps=cfg.train.max_steps or 1))
 
