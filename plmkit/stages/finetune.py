@@ -17,6 +17,7 @@ from plmkit.config import FinetuneConfig, to_dict
 from plmkit.models.heads import SequenceClassifier
 from plmkit.runtime.devices import pick_device, seed_everything
 from plmkit.runtime.errors import UserError
+from plmkit.runtime.outputs import check_apart
 from plmkit.runtime.processes import is_main_process
 from plmkit.stages import finetune_matching, finetune_ner, finetune_qa, finetune_seq2seq
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
@@ -55,6 +56,7 @@ def check_config(cfg: FinetuneConfig) -> None:
 def run(cfg: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune per `cfg`; returns {"dev": metrics, "steps", "train_time_s"}."""
     check_config(cfg)
+    check_apart(cfg.output, [cfg.init, cfg.tokenizer, cfg.train_file, cfg.dev_file])
     if cfg.task == "seq2seq":
         return finetune_seq2seq.run(cfg)
     if cfg.task == "ner":
