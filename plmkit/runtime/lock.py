@@ -117,11 +117,15 @@ def _refuse_if_held(path: Path, holder: dict, run_dir: Path) -> None:
     pid, host = holder.get("pid", -1), holder.get("host", "?")
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started", 0)))
     if host != socket.gethostname():
-        raise UserError(f"{run_dir}: in use by pid {pid} on host {host} since {since}; if that "
-                        f"run is gone, delete {path}")
+        raise UserError(
+            f"{run_dir}: in use by pid {pid} on host {host} since {since}; if that "
+            f"run is gone, delete {path}"
+        )
     if process_alive(int(pid)):
-        raise UserError(f"{run_dir}: in use by pid {pid} on {host} since {since}; wait for that "
-                        "run to end or choose another output")
+        raise UserError(
+            f"{run_dir}: in use by pid {pid} on {host} since {since}; wait for that "
+            "run to end or choose another output"
+        )
 
 
 def _register(path: Path, created: bool) -> Path:

@@ -55,19 +55,27 @@ def check_replaceable(path: str | Path, verb: str, *, replace: bool, hint: str) 
     if not path.exists():
         return
     if not path.is_dir():
-        raise UserError(f"{path}: output exists and is a file, not a directory; choose another output")
+        raise UserError(
+            f"{path}: output exists and is a file, not a directory; choose another output"
+        )
     if all(entry.name == LOCK for entry in path.iterdir()):  # empty, or only a (stale) lock
         return
     marker = read_marker(path)
     if marker is None:
-        raise UserError(f"{path}: output directory is not empty and was not written by plmkit; "
-                        "choose another output (nothing there was touched)")
+        raise UserError(
+            f"{path}: output directory is not empty and was not written by plmkit; "
+            "choose another output (nothing there was touched)"
+        )
     if marker["verb"] != verb:
-        raise UserError(f"{path}: output holds a `plmkit {marker['verb']}` output, not a "
-                        f"`plmkit {verb}` one; choose another output")
+        raise UserError(
+            f"{path}: output holds a `plmkit {marker['verb']}` output, not a "
+            f"`plmkit {verb}` one; choose another output"
+        )
     if not replace:
-        raise UserError(f"{path}: output already holds a `plmkit {verb}` output; "
-                        + (f"{hint}, or choose another output" if hint else "choose another output"))
+        raise UserError(
+            f"{path}: output already holds a `plmkit {verb}` output; "
+            + (f"{hint}, or choose another output" if hint else "choose another output")
+        )
 
 
 def check_apart(output: str | Path, inputs: Iterable[str | Path | None]) -> None:
@@ -94,8 +102,14 @@ def _fixed_part(path: Path) -> Path:
     return path
 
 
-def claim_output(output: str | Path, verb: str, inputs: Iterable[str | Path | None] = (), *,
-                 replace: bool = False, hint: str = "pass overwrite=true to replace it") -> None:
+def claim_output(
+    output: str | Path,
+    verb: str,
+    inputs: Iterable[str | Path | None] = (),
+    *,
+    replace: bool = False,
+    hint: str = "pass overwrite=true to replace it",
+) -> None:
     """All the checks an output needs before a stage starts work (see the module docstring)."""
     recover_interrupted_replace(output)
     check_apart(output, inputs)

@@ -20,8 +20,9 @@ from plmkit.config import TrainConfig
 PROBE_STEPS = 3  # timed steps; the fastest one counts (the first pays for warm-up / compiling)
 
 
-def step_plan(cfg: TrainConfig, saved: dict[str, Any] | None,
-              time_one_step: Callable[[], float]) -> dict[str, Any]:
+def step_plan(
+    cfg: TrainConfig, saved: dict[str, Any] | None, time_one_step: Callable[[], float]
+) -> dict[str, Any]:
     """{"steps": N, ...}: the saved plan of a time-budgeted run, else `cfg.max_steps`, else N
     from timing `PROBE_STEPS` steps with `time_one_step` (seconds per step) against the budget."""
     if saved is not None and saved.get("step_s") is not None:

@@ -35,7 +35,9 @@ class StopSignals:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, kind: type | None, err: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._restore()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
