@@ -22,6 +22,8 @@ def corpus(tmp: Path) -> Path:
 
 
 def tokenizer_dir(tmp: Path) -> Path:
+    if (tmp / "tok").is_dir():  # made once: a second `plmkit tokenizer` would need overwrite=true
+        return tmp / "tok"
     assert main(["tokenizer", f"inputs={corpus(tmp)}", f"output={tmp / 'tok'}", "vocab_size=200",
                  "min_frequency=1"]) == 0
     return tmp / "tok"

@@ -8,7 +8,8 @@ Key choice: loading is two steps: `read_checkpoint` maps a file's tensors to our
 building a model, and `load_into` copies them into whatever model a stage built, leaving heads
 the file lacks (or holds for another label set) at their initial values. The cost is that a
 missing head is no error unless the caller asks (`require_heads`): it comes back by name.
-Writes go through `atomic_dir`, so a failed save leaves no half-written directory.
+Writes go through `atomic_dir`, so a failed save leaves no half-written directory, and a save
+replaces only a directory plmkit marked as its own.
 """
 
 from __future__ import annotations
@@ -134,15 +135,17 @@ def save_model(
     *,
     extra_config: dict | None = None,
     tokenizer_dir: str | Path | None = None,
+    verb: str = "model",
 ) -> None:
-    """Write `model` to `out_dir` as a Hugging Face `architecture` directory, atomically."""
+    """Write `model` to `out_dir` as a Hugging Face `architecture` directory, atomically; `out_dir`
+    is marked as `verb`'s output and replaces only an earlier one of the same verb."""
     hf_config = config_to_hf(cfg, architecture)
     tensors = _hf_tensors(model, cfg, architecture)
     extra = extra_config or {}
     if architecture.endswith(("ForSequenceClassification", "ForTokenClassification")):
         extra = _labels_config(model, extra)
     hf_config.update(extra)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, verb=verb) as tmp:
         if tokenizer_dir is not None:
             copy_tokenizer_files(tokenizer_dir, tmp)
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")

@@ -142,12 +142,13 @@ class TrainConfig:
     batch_size: int = 32  # per device, per micro-step
     grad_accum: int = 1  # micro-steps per optimizer step
     max_steps: int = 1000  # optimizer steps
-    max_time_s: float = 0.0  # also stop after this much training time (0 = no time limit)
-    warmup_fraction: float = 0.06  # of the run (steps or time, whichever is further along)
+    max_time_s: float = 0.0  # time budget (0 = none): turned once into a step plan, kept on resume
+    warmup_fraction: float = 0.06  # of the run's planned steps
     schedule: str = "linear"  # linear | cosine | constant (after warm-up)
     clip_norm: float = 1.0  # 0 = no clipping
     eval_every: int = 0  # optimizer steps between evaluations (0 = only at the end)
     save_every: int = 0  # optimizer steps between checkpoints (0 = only at the end)
+    save_every_s: float = 1800.0  # also checkpoint after this much training time (0 = off)
     log_every: int = 10
     seed: int = 0
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
@@ -183,6 +184,7 @@ class TokenizerStageConfig:
 
     inputs: list[str] = dataclasses.field(default_factory=list)  # files, folders or globs
     output: str = "tokenizer"
+    overwrite: bool = False  # replace an earlier `plmkit tokenizer` output (never anything else)
     kind: str = "wordpiece"  # wordpiece (BERT) | bpe (GPT-2 byte-level BPE) | unigram (T5)
     vocab_size: int = 8000  # unigram: includes the 100 sentinels <extra_id_N>
     lowercase: bool | None = None  # None: true for wordpiece; bpe and unigram keep case
@@ -200,6 +202,7 @@ class PrepareConfig:
     inputs: list[str] = dataclasses.field(default_factory=list)
     tokenizer: str = "tokenizer"
     output: str = "shards"
+    overwrite: bool = False  # replace an earlier `plmkit prepare` output (never anything else)
     val_fraction: float = 0.01  # of documents, chosen by a hash of their text
     workers: int = 0  # tokenizer processes (0 = all cores)
     corpus: CorpusConfig = dataclasses.field(default_factory=CorpusConfig)
@@ -351,6 +354,7 @@ class ExportConfig:
 
     model: str = "runs/pretrain"  # run dir or Hugging Face dir
     output: str = "export"
+    overwrite: bool = False  # replace an earlier `plmkit export` output (never anything else)
     architecture: str = "auto"  # auto (as trained) | BertForMaskedLM | BertModel | GPT2Model | T5EncoderModel | …
 
 

@@ -29,6 +29,7 @@ from plmkit.models.heads import SequenceClassifier
 from plmkit.models.seq2seq import Seq2SeqLM
 from plmkit.runtime.console import print0
 from plmkit.runtime.errors import UserError
+from plmkit.runtime.outputs import claim_output
 
 NEEDS_HEADS = ("BertForPreTraining", "BertForSequenceClassification", "GPT2LMHeadModel",
                "T5ForConditionalGeneration", "T5Model", "ElectraForPreTraining",
@@ -39,6 +40,7 @@ HEAD_KEYS = ("id2label", "label2id", "problem_type", "plmkit_pooling", "plmkit_t
 def run(cfg: ExportConfig) -> Path:
     """Write `cfg.model` to `cfg.output` as `cfg.architecture`."""
     source = resolve_model_dir(cfg.model)
+    claim_output(cfg.output, "export", [cfg.model], replace=cfg.overwrite)
     checkpoint = read_checkpoint(source)
     known = file_family(checkpoint.hf_config).architectures  # ELECTRA files stay ELECTRA
     trained = (checkpoint.hf_config.get("architectures") or [next(iter(known))])[0]
@@ -52,7 +54,7 @@ def run(cfg: ExportConfig) -> Path:
               architecture=architecture if architecture == trained else None)
     extra = {k: checkpoint.hf_config[k] for k in HEAD_KEYS if k in checkpoint.hf_config}
     save_model(model, checkpoint.cfg, cfg.output, architecture, extra_config=extra,
-               tokenizer_dir=source)
+               tokenizer_dir=source, verb="export")
     print0(f"export: {source} → {cfg.output} ({architecture})")
     return Path(cfg.output)
 

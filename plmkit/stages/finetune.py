@@ -20,6 +20,7 @@ from plmkit.runtime.console import print0
 from plmkit.runtime.devices import pick_device, seed_everything
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.files import atomic_write_text
+from plmkit.runtime.outputs import check_apart
 from plmkit.runtime.processes import is_main_process
 from plmkit.stages import finetune_matching, finetune_ner, finetune_qa, finetune_seq2seq
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
@@ -63,6 +64,7 @@ def check_config(cfg: FinetuneConfig) -> None:
 def run(cfg: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune per `cfg`; returns {"dev": metrics, "steps", "train_time_s"}."""
     check_config(cfg)
+    check_apart(cfg.output, [cfg.init, cfg.tokenizer, cfg.train_file, cfg.dev_file])
     if cfg.seeds > 1:
         return run_seeds(cfg)
     if cfg.task == "seq2seq":

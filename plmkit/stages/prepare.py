@@ -7,6 +7,7 @@ from pathlib import Path
 from plmkit.config import PrepareConfig
 from plmkit.runtime.console import print0
 from plmkit.runtime.errors import UserError
+from plmkit.runtime.outputs import claim_output
 from plmkit.text.shards import prepare_shards
 
 
@@ -16,6 +17,7 @@ def run(cfg: PrepareConfig) -> Path:
         raise UserError("prepare: no inputs given (e.g. inputs=corpus.txt)")
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise UserError(f"prepare: val_fraction must be in [0, 1), got {cfg.val_fraction}")
+    claim_output(cfg.output, "prepare", [*cfg.inputs, cfg.tokenizer], replace=cfg.overwrite)
     header = prepare_shards(cfg)
     counts = header["splits"]
     print0("prepare: " + ", ".join(

@@ -52,9 +52,9 @@ from plmkit.runtime.devices import pick_device, seed_everything
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.files import atomic_dir, atomic_write_text
 from plmkit.runtime.processes import barrier, data_seed, is_main_process, start_processes
-from plmkit.text.shards import ShardReader
+from plmkit.text.shards import ShardReader, check_tokenizer
 from plmkit.text.tokenizer import continuation_mask, load_tokenizer, special_ids, token_roles
-from plmkit.train.state import check_fresh_output
+from plmkit.train.state import check_fresh_output, open_run
 from plmkit.train.trainer import check_train_config, fit
 
 EVAL_BATCHES = 8
@@ -89,7 +89,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     _check_kind(cfg)
     check_train_config(cfg.train)
     start_processes(cfg.train.device)
-    check_fresh_output(run_dir, cfg.resume)
+    check_fresh_output(run_dir, cfg.resume, verb="pretrain", inputs=[cfg.shards, cfg.init])
     barrier()  # no rank writes before every rank has checked the output directory
     train_split = ShardReader(cfg.shards, "train")
     if train_split.num_sentences == 0:
@@ -99,10 +99,14 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     if not has_val:
         print0(f"pretrain: {cfg.shards} has no val split; held-out metrics use train batches")
     tokenizer_dir = Path(cfg.shards) / "tokenizer"
+    check_tokenizer(cfg.shards, tokenizer_dir)
     tokenizer = load_tokenizer(tokenizer_dir)
     roles = token_roles(tokenizer)
     family, architecture = OBJECTIVES[cfg.objective.kind]
 
+    if cfg.init is not None and cfg.model != ModelConfig():
+        raise UserError(f"pretrain: model.* settings shape a random-init model; with init={cfg.init} "
+                        "the model's own config.json decides (drop the model.* overrides)")
     init = read_checkpoint(resolve_model_dir(cfg.init)) if cfg.init is not None else None
     model_cfg = init.cfg if init else dataclasses.replace(
         cfg.model, family=family, vocab_size=tokenizer.get_vocab_size(),
@@ -128,6 +132,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     device = pick_device(cfg.train.device)
     objective = _objective(cfg, model_cfg, tokenizer, train_split, val_split, device)
 
+    open_run(run_dir)  # the run's lock and marker, before its first write
     run_dir.mkdir(parents=True, exist_ok=True)
     start_file = run_dir / "start_metrics.json"
     main = is_main_process()
@@ -277,7 +282,7 @@ def _save_final(model: torch.nn.Module, model_cfg: ModelConfig, cfg: PretrainCon
         return
     obj = cfg.objective
     generator_cfg = generator_config(model_cfg, obj.generator_size, obj.generator_layers)
-    with atomic_dir(final) as tmp:  # save_model fills tmp in place, then its generator/
+    with atomic_dir(final, verb="model") as tmp:  # save_model refills tmp, then adds generator/
         save_model(model.discriminator, model_cfg, tmp, architecture, tokenizer_dir=tokenizer_dir)
         save_model(model.generator, generator_cfg, tmp / "generator", "ElectraForMaskedLM",
                    tokenizer_dir=tokenizer_dir)

@@ -28,6 +28,7 @@ from plmkit.runtime.processes import barrier, is_main_process, rank, start_proce
 from plmkit.tasks.metrics import markdown_table
 from plmkit.tasks.sampling import SampledBatches, steps_for_epochs
 from plmkit.text.tokenizer import load_tokenizer
+from plmkit.train.state import open_run
 from plmkit.train.trainer import FitResult, LossFn, fit
 
 FAMILY_WORDS = {"bert": "an encoder (family bert)", "t5": "an encoder-decoder (family t5)",
@@ -49,6 +50,9 @@ def model_to_finetune(cfg: FinetuneConfig, tokenizer: Tokenizer, init_dir: Path 
 
     random_init: ModelConfig fields a random-init model takes from the tokenizer (pad id, ...).
     """
+    if init_dir and cfg.model != ModelConfig():
+        raise UserError(f"finetune: model.* settings shape a random-init model; with init={cfg.init} "
+                        "the model's own config.json decides (drop the model.* overrides)")
     checkpoint = read_checkpoint(init_dir) if init_dir else None
     model_cfg = checkpoint.cfg if checkpoint else dataclasses.replace(
         cfg.model, family=family, vocab_size=tokenizer.get_vocab_size(), **random_init)
@@ -95,6 +99,7 @@ def fit_rows(model: nn.Module, rows: Sized, collate: Callable[[Any, Any], dict],
     start_processes(train_cfg.device)
     barrier()  # every rank has checked the output directory before rank 0 writes into it
     if is_main_process():
+        open_run(run_dir)  # the run's lock and marker, before its first write
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
     return fit(model, batches, loss_fn, train_cfg, run_dir)

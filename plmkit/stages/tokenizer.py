@@ -8,6 +8,7 @@ from pathlib import Path
 from plmkit.config import TokenizerStageConfig
 from plmkit.runtime.console import print0
 from plmkit.runtime.errors import UserError
+from plmkit.runtime.outputs import claim_output
 from plmkit.text.corpus import iter_documents
 from plmkit.text.tokenizer import save_tokenizer, train_tokenizer
 
@@ -18,6 +19,7 @@ def run(cfg: TokenizerStageConfig) -> Path:
         raise UserError("tokenizer: no inputs given (e.g. inputs=corpus.txt or inputs='[a.txt,b/]')")
     if cfg.max_documents < 0:
         raise UserError(f"tokenizer: max_documents must be 0 (all) or positive, got {cfg.max_documents}")
+    claim_output(cfg.output, "tokenizer", cfg.inputs, replace=cfg.overwrite)
     docs = iter_documents(cfg.inputs, cfg.corpus)
     if cfg.max_documents:
         docs = itertools.islice(docs, cfg.max_documents)

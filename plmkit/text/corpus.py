@@ -89,11 +89,23 @@ def _bad_utf8_line(path: Path) -> tuple[int, str]:
     opener = _OPENERS.get(path.suffix.lower(), open)
     with opener(path, "rb") as f:  # type: ignore[operator]
         for number, raw in enumerate(f, start=1):
+            if number == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+                return 1, "it is UTF-16: its first bytes are a UTF-16 byte-order mark"
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as err:
                 return number, f"byte 0x{raw[err.start]:02x} at column {err.start + 1}"
     return 0, "truncated multi-byte character at the end"
+
+
+def _nul_problem(line: str) -> str:
+    """Why a line holding NUL characters is refused: UTF-16 without a BOM, or binary data."""
+    column = line.index("\x00") + 1
+    ascii_utf16 = len(line) > 3 and line.count("\x00") * 2 >= len(line.rstrip("\n")) - 1
+    if ascii_utf16:
+        return ("NUL bytes between the characters: this looks like UTF-16 without a byte-order "
+                "mark; re-encode the file as UTF-8")
+    return f"NUL byte at column {column}: not a text file (binary data?)"
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -102,6 +114,8 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
     try:
         with _open_text(path) as f:
             for number, line in enumerate(f, start=1):  # noqa: B007 (number is used below)
+                if "\x00" in line:
+                    raise UserError(f"{path}:{number}: {_nul_problem(line)}")
                 yield number, line.rstrip("\n")
     except UnicodeDecodeError:
         bad, where = _bad_utf8_line(path)

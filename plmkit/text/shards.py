@@ -268,7 +268,7 @@ def prepare_shards(cfg: PrepareConfig, *, progress: bool = True) -> dict:
     init_args = (str(tok_dir), dtype, cfg.val_fraction)
     chunks = _chunks(doc.text for doc in iter_documents(cfg.inputs, cfg.corpus))
 
-    with atomic_dir(cfg.output) as tmp, _worker_pool(workers, init_args) as pool:
+    with atomic_dir(cfg.output, verb="prepare") as tmp, _worker_pool(workers, init_args) as pool:
         counts = _write_splits(tmp, _encoded(chunks, pool, workers, init_args), progress)
         copy_tokenizer_files(tok_dir, tmp / "tokenizer")
         header = {
@@ -286,6 +286,16 @@ def prepare_shards(cfg: PrepareConfig, *, progress: bool = True) -> dict:
 
 
 # ----------------------------------------------------------------------------- reading
+
+
+def check_tokenizer(directory: str | Path, tokenizer: str | Path) -> None:
+    """Refuse a tokenizer other than the one the shards in `directory` were encoded with (their
+    header's tokenizer_sha256): its ids would mean other tokens."""
+    recorded = _read_header(Path(directory)).get("tokenizer_sha256")
+    found = tokenizer_sha256(tokenizer)
+    if recorded and found != recorded:
+        raise UserError(f"{tokenizer}: tokenizer.json (sha256 {found[:12]}…) is not the one "
+                        f"{directory} was encoded with (sha256 {recorded[:12]}…); re-run prepare")
 
 
 def _read_header(directory: Path) -> dict:

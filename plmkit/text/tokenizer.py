@@ -304,7 +304,7 @@ def save_tokenizer(
         "clean_up_tokenization_spaces": False,
         **specials,
     }
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, verb="tokenizer") as tmp:
         tok.save(str(tmp / "tokenizer.json"))
         if roles.kind == "wordpiece":
             (tmp / "vocab.txt").write_text("".join(t + "\n" for t in by_id), encoding="utf-8")

@@ -6,10 +6,15 @@ A checkpoint is `run_dir/checkpoints/step-N/`:
     state/optimizer.pt    AdamW moments and parameter groups
     state/rng.pt          Python, NumPy, torch CPU (and CUDA) generator states
     state/trainer.json    step, training time, data cursor, learning-rate schedule position,
-                          the open log window, the TrainConfig and the caller's run config
+                          the step plan, the open log window, the TrainConfig and run config
+    manifest.json         every file above with its size and SHA-256
 
-Each directory is written under a temporary name and renamed when complete, so a run killed at
-any moment leaves only whole checkpoints with names `step-N`; the newest few are kept. Train
+Each directory is written under a temporary name, fsync'd, and renamed when complete, so a run
+killed at any moment leaves only whole checkpoints with names `step-N`; the newest few are
+kept. Resume checks the newest against its manifest and falls back to the one before, with a
+warning, when the disk tore it (a power cut on a disk that reorders writes); temporary
+directories a killed run left are removed at the next start. A full disk or an I/O error while
+saving is a one-line UserError naming the path, with the previous checkpoint untouched. Train
 state is read with `torch.load(weights_only=True)`, which refuses arbitrary pickled objects; the
 cost is that only tensors and plain containers may go into it. Resuming compares the saved
 configuration with the new one and refuses a change that would make the result differ from an
@@ -18,33 +23,48 @@ uninterrupted run, except for the fields in MAY_CHANGE_ON_RESUME (limits, cadenc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import safetensors.torch
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from plmkit.config import TrainConfig, to_dict
+from plmkit.runtime import lock
+from plmkit.runtime.console import print0
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.files import atomic_dir
+from plmkit.runtime.outputs import (
+    MARKER,
+    check_apart,
+    claim_output,
+    read_marker,
+    remove_leftovers,
+    write_marker,
+)
 from plmkit.runtime.processes import rank
 
 CHECKPOINTS = "checkpoints"
 RNG_BY_RANK = "rng_by_rank.pt"  # every rank's generators, in a torchrun job's checkpoint
+MANIFEST = "manifest.json"  # every file of a checkpoint with its size and SHA-256
 
 # Keys that may differ between the saved and the resumed configuration, wherever they appear:
 # how long to run, how often to look, and speed-only settings.
 MAY_CHANGE_ON_RESUME = frozenset(
     ["max_steps", "max_time_s", "eval_every", "save_every", "log_every"]
-    + ["compile", "compile_dynamic", "threads", "device", "resume"]
+    + ["compile", "compile_dynamic", "threads", "device", "resume", "save_every_s"]
 )
 
+_claims: dict[Path, tuple[str, tuple, bool]] = {}  # checked run dir → (verb, inputs, resume)
 _STEP_DIR = re.compile(r"step-(\d+)")
 _ABSENT = "(absent)"
 
@@ -77,17 +97,102 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def check_fresh_output(run_dir: str | Path, resume: bool) -> None:
-    """Refuse a fresh run over another run's checkpoints, before a stage writes anything."""
-    if list_checkpoints(run_dir) and not resume:
-        raise UserError(f"{run_dir}: a run is already there; pass resume=true to continue it "
-                        "(pretrain) or choose another output")
+def check_fresh_output(run_dir: str | Path, resume: bool, *, verb: str = "finetune",
+                       inputs: Iterable[str | Path | None] = ()) -> None:
+    """Check, before a stage reads its data, that `run_dir` may take a training run: refuse an
+    output that is, holds or sits in one of `inputs`, a directory plmkit did not write, another
+    verb's output, another run (unless `resume`), or a run directory another live process holds.
+    Nothing is written here; `open_run`, at the run's first write, takes the claim. Under
+    torchrun rank 0 alone checks and claims (the stage's barrier orders the others)."""
+    if rank() != 0:
+        return
+    run_dir = Path(run_dir)
+    _check_claim(run_dir, resume, verb, tuple(inputs))
+    lock.check_free(run_dir)
+    _claims[run_dir.resolve()] = (verb, tuple(inputs), resume)
+
+
+def open_run(run_dir: str | Path) -> None:
+    """Just before a run's first write: check the output again, take the one-writer lock, mark the
+    directory as the verb's, and remove temporary checkpoints a killed run left (rank 0 only)."""
+    if rank() != 0:
+        return
+    run_dir = Path(run_dir)
+    claim = _claims.pop(run_dir.resolve(), None)
+    if claim is not None:
+        _check_claim(run_dir, claim[2], claim[0], claim[1])
+    lock.acquire(run_dir)
+    if claim is not None or read_marker(run_dir) is None:
+        write_marker(run_dir, claim[0] if claim is not None else "train")
+    remove_leftovers(run_dir / CHECKPOINTS, "step-*")
+
+
+def _check_claim(run_dir: Path, resume: bool, verb: str, inputs: tuple) -> None:
+    if resume and read_marker(run_dir) is None and list_checkpoints(run_dir):
+        check_apart(run_dir, inputs)  # a run from before markers: resuming adds, destroys nothing
+        return
+    hint = "pass resume=true to continue it" if verb == "pretrain" else ""
+    claim_output(run_dir, verb, inputs, replace=resume or _never_saved(run_dir, verb), hint=hint)
+
+
+def _never_saved(run_dir: Path, verb: str) -> bool:
+    """A run directory of `verb` that holds no checkpoint and no final model (a run stopped before
+    its first save) has nothing to lose: a fresh run may take it over."""
+    marker = read_marker(run_dir)
+    return (marker is not None and marker["verb"] == verb and not list_checkpoints(run_dir)
+            and not (run_dir / "final").exists())
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest complete checkpoint of a run, or None."""
     found = list_checkpoints(run_dir)
     return found[-1][1] if found else None
+
+
+def usable_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest checkpoint that passes `verify_checkpoint`; a torn one is skipped with a
+    warning naming it, so resume falls back to the one before (None when there is none)."""
+    for _, path in reversed(list_checkpoints(run_dir)):
+        problem = verify_checkpoint(path)
+        if problem is None:
+            return path
+        print0(f"warning: {path} is damaged ({problem}); trying the checkpoint before it")
+    return None
+
+
+def verify_checkpoint(ckpt: str | Path) -> str | None:
+    """None when every file listed in the checkpoint's manifest has its size and SHA-256, else
+    what is wrong (checkpoints written before manifests existed pass unchecked)."""
+    ckpt = Path(ckpt)
+    try:
+        manifest = json.loads((ckpt / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None if (ckpt / "state" / "trainer.json").is_file() else "no manifest, no state"
+    except (OSError, ValueError) as err:
+        return f"{MANIFEST} unreadable: {err}"
+    for name, (size, digest) in manifest.items():
+        file = ckpt / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != size:
+            return f"{name} has {file.stat().st_size} bytes, the manifest says {size}"
+        if _sha256(file) != digest:
+            return f"{name} does not match its SHA-256"
+    return None
+
+
+def _write_manifest(tmp: Path) -> None:
+    files = sorted(p for p in tmp.rglob("*") if p.is_file() and p.name != MARKER)
+    manifest = {str(p.relative_to(tmp)): [p.stat().st_size, _sha256(p)] for p in files}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- random generators
@@ -145,18 +250,29 @@ def save_checkpoint(
     """Write step-N atomically (weights, optimizer, RNG, `trainer` as JSON); keep the newest `keep`.
     rng_by_rank: every rank's generator states, in a torchrun job (rng.pt holds this process's)."""
     path = checkpoint_dir(run_dir, step)
-    with atomic_dir(path) as tmp:
-        safetensors.torch.save_model(model, str(tmp / "model.safetensors"), force_contiguous=True)
-        (tmp / "state").mkdir()
-        torch.save(optimizer.state_dict(), tmp / "state" / "optimizer.pt")
-        torch.save(capture_rng(), tmp / "state" / "rng.pt")
-        if rng_by_rank is not None:
-            torch.save(rng_by_rank, tmp / "state" / RNG_BY_RANK)
-        text = json.dumps(trainer, indent=1, default=str)
-        (tmp / "state" / "trainer.json").write_text(text + "\n", encoding="utf-8")
+    previous = latest_checkpoint(run_dir)
+    try:
+        with atomic_dir(path, verb="checkpoint") as tmp:
+            safetensors.torch.save_model(model, str(tmp / "model.safetensors"), force_contiguous=True)
+            (tmp / "state").mkdir()
+            torch.save(optimizer.state_dict(), tmp / "state" / "optimizer.pt")
+            torch.save(capture_rng(), tmp / "state" / "rng.pt")
+            if rng_by_rank is not None:
+                torch.save(rng_by_rank, tmp / "state" / RNG_BY_RANK)
+            text = json.dumps(trainer, indent=1, default=str)
+            (tmp / "state" / "trainer.json").write_text(text + "\n", encoding="utf-8")
+            _write_manifest(tmp)
+    except (OSError, RuntimeError, SafetensorError) as err:  # disk full, I/O error, quota
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else _first_line(err)
+        kept = f"{previous} is intact" if previous is not None else "no earlier checkpoint"
+        raise UserError(f"{path}: cannot write checkpoint: {reason}; {kept}") from None
     for _, old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
 def read_trainer_state(ckpt: str | Path) -> dict[str, Any]:
@@ -201,7 +317,7 @@ def _read(path: Path, reader: Any) -> Any:
     try:
         return reader(path)
     except Exception as err:  # safetensors, pickle, zip and JSON each raise their own kind
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        reason = _first_line(err)
         raise UserError(
             f"{path}: cannot load checkpoint file (truncated or corrupt?): {reason}"
         ) from None

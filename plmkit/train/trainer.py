@@ -3,10 +3,13 @@
 A stage hands `fit` a model, a `BatchSource` (CPU tensors, plus a cursor it can save) and a loss
 function; the trainer knows nothing else about either. Each optimizer step reads, in order:
 eval if due → `grad_accum` micro-batches (forward under autocast, backward of loss/grad_accum)
-→ clip → AdamW step → schedule → log → save if due. Training stops at `max_steps` or once
-`max_time_s` of training time (evaluation and saving excluded) has passed; the schedule follows
-whichever limit is further along. Checkpoints (see state.py) restore weights, optimizer, RNG,
-data cursor and clock, so a resumed run is bit-identical to an uninterrupted one on CPU. The
+→ clip → AdamW step → schedule → log → save if due. Training stops after the step plan's
+steps: `max_steps`, or what a `max_time_s` budget comes to, fixed once at the start (plan.py),
+so schedules and curricula follow the step count alone. Checkpoints (see state.py) restore
+weights, optimizer, RNG, data cursor, clock and plan, so a resumed run is bit-identical to an
+uninterrupted one on CPU, time-budgeted or not. They are written every `save_every` steps,
+every `save_every_s` seconds of training, at the end, and when SIGTERM or SIGINT arrives
+(preempt.py: the run then exits non-zero after the step in flight). The
 cost of that guarantee is that evaluation runs with the RNG states saved and put back, and that
 each checkpoint holds the optimizer state (twice the weights) besides the weights.
 
@@ -21,8 +24,8 @@ bit-identically). FSDP is not built.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,11 +36,14 @@ from torch import nn
 
 from plmkit.config import TrainConfig, to_dict
 from plmkit.runtime.compiling import compile_step
-from plmkit.runtime.devices import autocast_dtype, pick_device, seed_everything
+from plmkit.runtime.console import print0
+from plmkit.runtime.devices import autocast_dtype, seed_everything
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.processes import is_main_process, rank, world_size
-from plmkit.train import log, state
+from plmkit.train import log, ranks, state
 from plmkit.train.optim import SCHEDULES, build_optimizer, set_lr
+from plmkit.train.plan import step_plan
+from plmkit.train.preempt import StopSignals
 
 
 class BatchSource(Protocol):
@@ -90,6 +96,8 @@ class _Run:
     keep: int
     step: int = 0
     train_time_s: float = 0.0
+    plan: dict = dataclasses.field(default_factory=dict)  # plan.step_plan's; "steps" ends the run
+    saved_at: float = 0.0  # perf_counter() of the last checkpoint, for save_every_s
 
 
 def fit(
@@ -107,6 +115,7 @@ def fit(
     """Train `model` with `loss_fn` on `batches` under `cfg`, checkpointing into `run_dir`."""
     run_dir = Path(run_dir)
     check_train_config(cfg)
+    state.open_run(run_dir)  # the one-writer lock, before anything is written
     ckpt = _checkpoint_to_resume(run_dir, resume)
     saved = state.read_trainer_state(ckpt) if ckpt is not None else None
     if saved is not None:
@@ -115,6 +124,7 @@ def fit(
         seed_everything(cfg.seed + rank())
     run = _setup(model, batches, loss_fn, cfg, run_dir, run_config, keep_checkpoints)
     rng = _restore(run, ckpt) if ckpt is not None else None
+    run.plan = _plan(run, saved.get("plan") if saved is not None else None)
     main = is_main_process()
     history = log.restart(run_dir, run.step) if main else []
     window = saved.get("log_window") if saved is not None else None
@@ -122,7 +132,8 @@ def fit(
     if rng is not None:
         state.restore_rng(rng)  # last, so nothing above draws from the restored streams
     try:
-        _loop(run, logger, eval_fn)
+        with StopSignals() as signals:
+            _loop(run, logger, eval_fn, signals)
     finally:
         logger.close()
     if main:
@@ -130,12 +141,13 @@ def fit(
     return FitResult(run.step, run.train_time_s, logger.summary(), logger.history)
 
 
-def _loop(run: _Run, logger: log.TrainLog, eval_fn: EvalFn | None) -> None:
-    """Optimizer steps until a limit is reached: eval, accumulate, clip, step, log, save."""
+def _loop(run: _Run, logger: log.TrainLog, eval_fn: EvalFn | None, signals: StopSignals) -> None:
+    """Optimizer steps until the plan's last: eval, accumulate, clip, step, log, save."""
     cfg = run.cfg
     lr = set_lr(run.optimizer, cfg, _progress(run))
+    run.saved_at = time.perf_counter()
     while True:
-        done = _finished(run)
+        done = run.step >= run.plan["steps"]
         # eval: the weights after `step` optimizer steps, every eval_every steps and at the end
         if eval_fn is not None and run.step > 0 and (done or _due(run.step, cfg.eval_every)):
             logger.eval(run.step, run.train_time_s, _evaluate(run, eval_fn))
@@ -163,37 +175,53 @@ def _loop(run: _Run, logger: log.TrainLog, eval_fn: EvalFn | None) -> None:
         run.step += 1
         run.train_time_s += time.perf_counter() - started
         step_lr, lr = lr, set_lr(run.optimizer, cfg, _progress(run))
-        last = _finished(run)
+        last = run.step >= run.plan["steps"]
+        timed = cfg.save_every_s > 0 and time.perf_counter() - run.saved_at >= cfg.save_every_s
+        stop, timed = ranks.agree_any(run.ddp, run.device, signals.requested, timed)
         # log
-        write = last or _due(run.step, cfg.log_every)
+        write = last or stop or _due(run.step, cfg.log_every)
         logger.end_step(run.step, run.train_time_s, step_lr, grad_norm, write=write)
         # save
-        if last or _due(run.step, cfg.save_every):
+        if last or stop or timed or _due(run.step, cfg.save_every):
             _save(run, logger, lr)
+        if stop and not last:
+            print0(f"stopped at step {run.step}; resume=true continues")
+            raise SystemExit(128 + (signals.signum or 15))
 
 
 # ----------------------------------------------------------------------------- the loop's helpers
 
 
 def _progress(run: _Run) -> float:
-    """Share of the run done: steps or training time, whichever is further along."""
-    cfg = run.cfg
-    by_steps = run.step / cfg.max_steps if cfg.max_steps > 0 else 0.0
-    by_time = run.train_time_s / cfg.max_time_s if cfg.max_time_s > 0 else 0.0
-    return min(1.0, max(by_steps, by_time))
+    """Share of the run done, by the step count alone (so a resumed run replays it exactly)."""
+    return min(1.0, run.step / max(run.plan["steps"], 1))
 
 
-def _finished(run: _Run) -> bool:
-    """True once a step or time limit is reached (on every rank alike: rank clocks differ)."""
-    cfg = run.cfg
-    done = (cfg.max_steps > 0 and run.step >= cfg.max_steps) or (
-        cfg.max_time_s > 0 and run.train_time_s >= cfg.max_time_s
-    )
-    if run.ddp is not None:
-        flag = torch.tensor([float(done)], device=run.device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        done = bool(flag.item())
-    return done
+def _plan(run: _Run, saved: dict | None) -> dict:
+    """The step plan (plan.py), the same on every rank: the fewest steps any rank's probe allows."""
+    plan = step_plan(run.cfg, saved, lambda: _time_one_step(run))
+    if run.ddp is not None and plan.get("step_s") is not None and saved is None:
+        plan["steps"] = ranks.agree_min(run.device, plan["steps"])
+    return plan
+
+
+def _time_one_step(run: _Run) -> float:
+    """Seconds one step's forward and backward passes take; weights, gradients, data cursor and
+    generators are left as they were (no optimizer step)."""
+    cursor, rng = copy.deepcopy(run.batches.state_dict()), state.capture_rng()
+    run.step_model.train()
+    started = time.perf_counter()
+    for _ in range(run.cfg.grad_accum):
+        with _autocast(run):
+            loss, _ = run.forward_loss(_to_device(run.batches.next_batch(0.0), run.device))
+        loss.backward()
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    elapsed = time.perf_counter() - started
+    run.optimizer.zero_grad(set_to_none=True)
+    run.batches.load_state_dict(cursor)
+    state.restore_rng(rng)
+    return elapsed
 
 
 def _due(step: int, every: int) -> bool:
@@ -235,8 +263,8 @@ def _evaluate(run: _Run, eval_fn: EvalFn) -> dict[str, float]:
 def _save(run: _Run, logger: log.TrainLog, next_lr: float) -> None:
     """Checkpoint: weights, optimizer, RNG, and the trainer's own position. Under torchrun
     every rank's data cursor and RNG state are gathered, and rank 0 alone writes."""
-    cursors = _gather(run, run.batches.state_dict())  # one per rank
-    rngs = _gather(run, state.capture_rng()) if run.ddp is not None else None
+    cursors = ranks.gather(run.ddp, run.batches.state_dict())  # one per rank
+    rngs = ranks.gather(run.ddp, state.capture_rng()) if run.ddp is not None else None
     if not is_main_process():
         return
     trainer = {
@@ -244,6 +272,7 @@ def _save(run: _Run, logger: log.TrainLog, next_lr: float) -> None:
         "train_time_s": run.train_time_s,
         "batches": cursors[0],
         "schedule": {"progress": _progress(run), "lr": next_lr},
+        "plan": run.plan,
         "log_window": logger.window_state(),
         "train_config": to_dict(run.cfg),
         "run_config": run.run_config,
@@ -260,15 +289,7 @@ def _save(run: _Run, logger: log.TrainLog, next_lr: float) -> None:
         keep=run.keep,
         rng_by_rank=rngs,  # alone, save_checkpoint's own rng.pt is the whole story
     )
-
-
-def _gather(run: _Run, value: Any) -> list[Any]:
-    """`value` from every rank, in rank order ([value] when alone)."""
-    if run.ddp is None:
-        return [value]
-    out: list[Any] = [None] * world_size()
-    torch.distributed.all_gather_object(out, value)
-    return out
+    run.saved_at = time.perf_counter()
 
 
 # ----------------------------------------------------------------------------- setup
@@ -296,6 +317,7 @@ def check_train_config(cfg: TrainConfig) -> None:
         ("clip_norm", cfg.clip_norm < 0, f"must be ≥ 0, got {cfg.clip_norm}"),
         ("eval_every", cfg.eval_every < 0, f"must be ≥ 0, got {cfg.eval_every}"),
         ("save_every", cfg.save_every < 0, f"must be ≥ 0, got {cfg.save_every}"),
+        ("save_every_s", cfg.save_every_s < 0, f"must be ≥ 0, got {cfg.save_every_s}"),
         ("log_every", cfg.log_every < 0, f"must be ≥ 0, got {cfg.log_every}"),
         ("layer_decay", not 0 < cfg.layer_decay <= 1, f"must be in (0, 1], got {cfg.layer_decay}"),
         ("head_lr_scale", not cfg.head_lr_scale > 0, f"must be > 0, got {cfg.head_lr_scale}"),
@@ -308,14 +330,15 @@ def check_train_config(cfg: TrainConfig) -> None:
 
 def _checkpoint_to_resume(run_dir: Path, resume: bool) -> Path | None:
     """The checkpoint to resume from; a fresh run must not mix with an old run's checkpoints."""
-    ckpt = state.latest_checkpoint(run_dir)
     where = run_dir / state.CHECKPOINTS
-    if resume and ckpt is None:
-        raise UserError(f"resume: no checkpoint to resume in {where}")
-    if not resume and ckpt is not None:
-        raise UserError(
-            f"{where} already holds checkpoints: resume the run or train into a new directory"
-        )
+    if not resume:
+        if state.latest_checkpoint(run_dir) is not None:
+            raise UserError(f"{where} already holds checkpoints: resume the run or train into a "
+                            "new directory")
+        return None
+    ckpt = state.usable_checkpoint(run_dir)  # the newest that is whole
+    if ckpt is None:
+        raise UserError(f"resume: no checkpoint to resume in {where} (none there is whole)")
     return ckpt
 
 
@@ -331,11 +354,11 @@ def _setup(
     """Place the model, build its optimizer and the module that trains (DDP, compiled)."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    device = _device(cfg)
+    device = ranks.training_device(cfg)
     amp_dtype = autocast_dtype(device, cfg.precision)
     model.to(device)
     optimizer = build_optimizer(model, cfg, device)
-    step_model, ddp = _wrap(model, cfg, device)
+    step_model, ddp = ranks.wrap(model, device)
 
     def forward_loss(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         return loss_fn(step_model, batch)
@@ -377,29 +400,3 @@ def _restore(run: _Run, ckpt: Path) -> dict[str, Any]:
     run.step, run.train_time_s = trainer["step"], trainer["train_time_s"]
     run.batches.load_state_dict(trainer.get("batches_by_rank", [trainer["batches"]])[rank()])
     return restored.rng
-
-
-def _device(cfg: TrainConfig) -> torch.device:
-    """The training device; under torchrun each process takes the GPU of its local rank."""
-    device = pick_device(cfg.device)
-    if world_size() > 1 and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    return device
-
-
-def _wrap(
-    model: nn.Module, cfg: TrainConfig, device: torch.device
-) -> tuple[nn.Module, nn.parallel.DistributedDataParallel | None]:
-    """The module the loop trains: DDP-wrapped under torchrun."""
-    ddp = None
-    if world_size() > 1:
-        if not torch.distributed.is_initialized():
-            torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        ids = [device.index] if device.type == "cuda" else None
-        # Unused parameters are normal here: the NSP head while NSP waits for full length,
-        # BERT's pooler in an MLM-only run. Finding them costs a walk of the autograd graph.
-        ddp = nn.parallel.DistributedDataParallel(
-            model, device_ids=ids, find_unused_parameters=True
-        )
-    return (ddp if ddp is not None else model), ddp

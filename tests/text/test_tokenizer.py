@@ -88,6 +88,7 @@ def chinese_docs(shared_data: Path) -> list[str]:
 def test_english_matches_autotokenizer(english: tuple[Tokenizer, Path], shared_data: Path) -> None:
     tok, out = english
     assert sorted(p.name for p in out.iterdir()) == [
+        ".plmkit.json",  # the marker: plmkit wrote this directory
         "special_tokens_map.json",
         "tokenizer.json",
         "tokenizer_config.json",

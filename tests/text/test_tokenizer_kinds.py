@@ -79,6 +79,7 @@ def trained(texts, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[
 def test_ids_equal_autotokenizer(trained, texts, kind: str, form: str) -> None:
     tok, directory = trained[kind if form == "NFKC" else f"{kind}-none"]
     assert sorted(p.name for p in directory.iterdir()) == [
+        ".plmkit.json",  # the marker: plmkit wrote this directory
         "special_tokens_map.json",
         "tokenizer.json",
         "tokenizer_config.json",

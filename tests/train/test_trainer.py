@@ -12,6 +12,7 @@ from torch import nn
 
 from plmkit.runtime.errors import UserError
 from plmkit.train.optim import lr_at, param_groups
+from plmkit.train.state import latest_checkpoint, read_trainer_state
 from plmkit.train.trainer import fit
 
 from .toy import ToyBatches, ToyNet, toy_config, toy_loss
@@ -99,7 +100,7 @@ def test_logged_lr_follows_the_schedule(tmp_path):
     assert batches.progress == pytest.approx([step / 10 for step in range(10)])
 
 
-def test_max_time_stops_early_and_excludes_eval_time(tmp_path):
+def test_max_time_becomes_a_recorded_step_plan_and_excludes_eval_time(tmp_path):
     cfg = toy_config(max_steps=10**6, max_time_s=0.3, eval_every=20)
 
     def slow_eval(model: nn.Module) -> dict[str, float]:
@@ -110,8 +111,10 @@ def test_max_time_stops_early_and_excludes_eval_time(tmp_path):
     result = fit(ToyNet(), ToyBatches(8), toy_loss, cfg, tmp_path, eval_fn=slow_eval)
     wall = time.perf_counter() - started
     evals = sum(row["split"] == "eval" for row in result.history)
-    assert 0 < result.steps < 10**6
-    assert 0.3 <= result.train_time_s < 0.5
+    plan = read_trainer_state(latest_checkpoint(tmp_path))["plan"]
+    assert plan["max_time_s"] == 0.3 and plan["steps"] == int(0.3 / plan["step_s"])
+    assert 0 < result.steps == plan["steps"] < 10**6  # the run ends at the plan, not the clock
+    assert 0.05 < result.train_time_s < 3.0  # the probe's timing roughly holds
     assert result.train_time_s < wall - 0.05 * evals
 
 
