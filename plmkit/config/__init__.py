@@ -298,6 +298,7 @@ class FinetuneConfig:
     train_file: str = ""
     dev_file: str | None = None
     output: str = "runs/finetune"
+    resume: bool = False  # continue a killed or stopped run from its newest checkpoint
     task: str = "classification"  # classification | regression | ner | qa | matching | seq2seq (label column = target)
     labels: list[str] | None = None  # label set; default: sorted labels seen in train_file
     max_length: int = 128  # tokens per input (seq2seq: per source)

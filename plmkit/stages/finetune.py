@@ -76,7 +76,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     if cfg.task == "matching":
         return finetune_matching.run(cfg)
     run_dir = Path(cfg.output)
-    check_fresh_output(run_dir, resume=False)
+    check_fresh_output(run_dir, resume=cfg.resume)
     init_dir, tokenizer_dir, tokenizer = open_tokenizer(cfg)
 
     train = read_table(cfg.train_file, cfg.table, task=cfg.task, limit=cfg.limit_train)
@@ -116,7 +116,7 @@ def run_seeds(cfg: FinetuneConfig) -> dict[str, Any]:
     run and each dev metric's median, min and max (`dev` is the median), results.md the same.
     Seeds show how much of a difference between two settings is luck."""
     out = Path(cfg.output)
-    check_fresh_output(out, resume=False)
+    check_fresh_output(out, resume=cfg.resume)
     runs = [run(dataclasses.replace(cfg, seeds=1, output=str(out / f"seed-{k}"),
                                     train=dataclasses.replace(cfg.train, seed=cfg.train.seed + k)))
             for k in range(cfg.seeds)]

@@ -50,7 +50,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
                         "need at least 2 pairs")
     loss_fn = contrastive_loss(cfg.matching.temperature)  # checks the temperature up front
     run_dir = Path(cfg.output)
-    check_fresh_output(run_dir, resume=False)
+    check_fresh_output(run_dir, resume=cfg.resume)
     init_dir, tokenizer_dir, tokenizer = open_tokenizer(cfg)
 
     train = read_table(cfg.train_file, cfg.table, limit=cfg.limit_train)

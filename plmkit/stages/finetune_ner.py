@@ -38,7 +38,7 @@ ARCHITECTURE = "BertForTokenClassification"
 def run(cfg: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune a token classifier per `cfg`; returns {"dev": metrics, "steps", "train_time_s"}."""
     run_dir = Path(cfg.output)
-    check_fresh_output(run_dir, resume=False)
+    check_fresh_output(run_dir, resume=cfg.resume)
     init_dir, tokenizer_dir, tokenizer = open_tokenizer(cfg)
 
     train = read_tagged_file(cfg.train_file, cfg.tags, limit=cfg.limit_train)

@@ -34,7 +34,7 @@ ARCHITECTURE = "BertForQuestionAnswering"
 def run(cfg: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune an extractive QA model per `cfg`; returns {"dev": metrics, "steps", "train_time_s"}."""
     run_dir = Path(cfg.output)
-    check_fresh_output(run_dir, resume=False)
+    check_fresh_output(run_dir, resume=cfg.resume)
     init_dir, tokenizer_dir, tokenizer = open_tokenizer(cfg)
 
     train = read_questions(cfg.train_file, limit=cfg.limit_train)

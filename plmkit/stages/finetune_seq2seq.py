@@ -43,7 +43,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune a seq2seq model per `cfg`; returns {"dev": metrics, "steps", "train_time_s"}."""
     check_generation_config(cfg.generation, "generation")
     run_dir = Path(cfg.output)
-    check_fresh_output(run_dir, resume=False)
+    check_fresh_output(run_dir, resume=cfg.resume)
     init_dir, tokenizer_dir, tokenizer = open_tokenizer(cfg)
     roles = token_roles(tokenizer)
     if roles.eos is None or roles.pad is None:

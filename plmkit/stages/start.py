@@ -20,7 +20,14 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from plmkit.checkpoint import Checkpoint, read_checkpoint, resolve_model_dir
-from plmkit.config import FinetuneConfig, ModelConfig, TrainConfig, check_model_config, dump_yaml
+from plmkit.config import (
+    FinetuneConfig,
+    ModelConfig,
+    TrainConfig,
+    check_model_config,
+    dump_yaml,
+    to_dict,
+)
 from plmkit.runtime.console import print0
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.files import atomic_write_text
@@ -98,11 +105,20 @@ def fit_rows(model: nn.Module, rows: Sized, collate: Callable[[Any, Any], dict],
                              drop_last=drop_last, rank=rank(), world=world_size())
     start_processes(train_cfg.device)
     barrier()  # every rank has checked the output directory before rank 0 writes into it
-    if is_main_process():
+    if is_main_process() and not cfg.resume:  # on resume the trainer checks the saved config
         open_run(run_dir)  # the run's lock and marker, before its first write
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-    return fit(model, batches, loss_fn, train_cfg, run_dir)
+    return fit(model, batches, loss_fn, train_cfg, run_dir, resume=cfg.resume,
+               run_config=run_config(cfg))
+
+
+def run_config(cfg: FinetuneConfig) -> dict[str, Any]:
+    """What a resumed run must share with the original; the run may have moved, so not `output`."""
+    data = to_dict(cfg)
+    for key in ("output", "resume", "seeds"):
+        data.pop(key)
+    return data
 
 
 def report(run_dir: Path, result: FitResult, dev_metrics: dict[str, float],
