@@ -282,7 +282,7 @@ def same_windows(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, 
     """Window counts of both sides; dev windows equal token for token; equal training targets."""
     from transformers import AutoTokenizer
 
-    from plmkit.stages.finetune_qa import read_questions
+    from plmkit.tasks.qa.answers import read_questions
     from plmkit.tasks.qa.features import encode_qa
     from plmkit.text.tokenizer import load_tokenizer
 

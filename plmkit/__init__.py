@@ -1,8 +1,9 @@
 """plmkit: from raw text to pretrained and fine-tuned Transformers, with Hugging Face checkpoints.
 
-The public API is the stage functions (each the same function its CLI verb runs) and the
-loaders of a fine-tuned classifier (`load`), a text generator (`load_generator`), an extractive
-QA reader (`load_reader`) and a sentence embedder (`load_embedder`). Imports are lazy so
+The public API is the stage functions (each the same function its CLI verb runs), `load` (a
+predictor for whatever task a fine-tuned directory holds: `load(dir).predict(inputs)`), and the
+task-specific views of a text generator (`load_generator`), an extractive QA reader
+(`load_reader`) and a sentence embedder (`load_embedder`: vectors, similarity, search). Imports are lazy so
 `import plmkit` stays cheap.
 """
 
@@ -34,9 +35,9 @@ def __getattr__(name: str) -> Any:
     if name in _STAGES:
         return importlib.import_module(f"plmkit.stages.{_STAGES[name]}").run
     if name == "load":
-        from plmkit.serve.pipeline import Classifier
+        from plmkit.serve.predictor import Predictor
 
-        return Classifier.load
+        return Predictor.load
     if name == "load_generator":
         from plmkit.serve.generator import Generator
 

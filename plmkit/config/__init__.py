@@ -308,6 +308,7 @@ class FinetuneConfig:
     reinit_layers: int = 0  # draw the init model's top N blocks (and pooler) afresh before fine-tuning
     epochs: float = 3.0  # sets train.max_steps when train.max_steps is 0
     limit_train: int = 0  # use only the first N training rows (0 = all)
+    eval_batch_size: int = 64  # dev rows scored together after training
     seeds: int = 1  # fine-tune N times (train.seed, +1, ...) into OUTPUT/seed-K; report median, min, max
     table: TableConfig = dataclasses.field(default_factory=TableConfig)
     tags: TagConfig = dataclasses.field(default_factory=TagConfig)  # task ner

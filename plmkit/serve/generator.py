@@ -1,9 +1,9 @@
 """Generation API: a GPT-style or T5-style model directory → text for raw prompts or sources.
 
-`Generator.load` reads a plmkit run or any Hugging Face `GPT2LMHeadModel` /
-`T5ForConditionalGeneration` directory with its tokenizer. A decoder *continues* each prompt
-(the output is the new text only); an encoder-decoder *transforms* each source (translation,
-summaries). Prompts are left-padded into one batch so rows of different lengths decode
+`Generator.load` (= `plmkit.load_generator`) reads a plmkit run or any Hugging Face
+`GPT2LMHeadModel` / `T5ForConditionalGeneration` directory through the task registry. A
+decoder *continues* each prompt (the output is the new text only); an encoder-decoder
+*transforms* each source (translation, summaries). Prompts are left-padded into one batch so rows of different lengths decode
 together, which is what models/generate.py expects.
 """
 
@@ -13,14 +13,17 @@ from pathlib import Path
 
 import torch
 
-from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir
-from plmkit.config import GenerationConfig, check_generation_config, from_dict
+from plmkit.checkpoint import read_hf_config, resolve_model_dir
+from plmkit.config import GenerationConfig, check_generation_config
 from plmkit.models.decoder import CausalLM
 from plmkit.models.generate import CausalDecoding, Seq2SeqDecoding, generate
 from plmkit.models.seq2seq import Seq2SeqLM
-from plmkit.runtime.devices import pick_device
 from plmkit.runtime.errors import UserError
-from plmkit.text.tokenizer import load_tokenizer, token_roles
+from plmkit.tasks.contract import TaskModel
+from plmkit.tasks.lm.task import LM
+from plmkit.tasks.registry import family_of, load_task_model
+from plmkit.tasks.seq2seq.task import SEQ2SEQ
+from plmkit.text.tokenizer import token_roles
 
 MODES = ("auto", "continue", "transform")
 
@@ -28,36 +31,28 @@ MODES = ("auto", "continue", "transform")
 class Generator:
     """A loaded decoder or encoder-decoder with its tokenizer, ready to generate."""
 
-    def __init__(self, model: CausalLM | Seq2SeqLM, tokenizer, source: str, device: torch.device) -> None:
-        self.model = model.to(device).eval()
-        self.tokenizer = tokenizer
-        self.source = source
-        self.device = device
-        self.mode = "continue" if isinstance(model, CausalLM) else "transform"
-        self.defaults = GenerationConfig()
-        # Relative positions set no window, but attention is quadratic: an encoder reads at
-        # most what it was fine-tuned on (or its config's max_position) unless told to cut.
-        self.max_source = 0
+    def __init__(self, task_model: TaskModel) -> None:
+        self.task_model = task_model
+        self.model: CausalLM | Seq2SeqLM = task_model.model
+        self.tokenizer = task_model.tokenizer
+        self.source = str(task_model.path)
+        self.device = task_model.device
+        self.mode = "continue" if task_model.family is LM else "transform"
+        settings = task_model.settings
+        # A decoder's settings are its generation defaults; an encoder-decoder's also say how
+        # long a source it reads: relative positions set no window, but attention is quadratic,
+        # so it reads at most what it was fine-tuned on (or its max_position) unless told to cut.
+        self.defaults: GenerationConfig = settings if task_model.family is LM else settings.generation
+        self.max_source = 0 if task_model.family is LM else settings.max_length
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> Generator:
         """Load a GPT-style or T5-style model directory (or a run directory holding final/)."""
-        model_dir = resolve_model_dir(path)
-        checkpoint = read_checkpoint(model_dir)
-        family = checkpoint.cfg.family
-        if family == "bert":
-            raise UserError(f"{model_dir}: a BERT encoder cannot generate text; use a GPT-style "
-                            "(objective.kind=clm) or T5-style (objective.kind=span) model")
-        model = CausalLM(checkpoint.cfg) if family == "gpt" else Seq2SeqLM(checkpoint.cfg)
-        load_into(model, checkpoint, require_heads=True)
-        generator = cls(model, load_tokenizer(model_dir), str(model_dir), pick_device(device))
-        task = checkpoint.hf_config.get("plmkit_task") or {}
-        if family == "t5":
-            generator.max_source = task.get("max_length") or checkpoint.cfg.max_position
-        saved = task.get("generation")
-        if saved:  # what fine-tuning decoded its dev set with
-            generator.defaults = from_dict(GenerationConfig, saved, "plmkit_task.generation")
-        return generator
+        family = family_of(read_hf_config(path))
+        if family not in (LM, SEQ2SEQ):
+            raise UserError(f"{resolve_model_dir(path)}: a BERT encoder cannot generate text; use a "
+                            "GPT-style (objective.kind=clm) or T5-style (objective.kind=span) model")
+        return cls(load_task_model(path, device, family=family))
 
     def check_mode(self, mode: str) -> None:
         """`continue` needs a decoder, `transform` an encoder-decoder; `auto` takes the model's."""

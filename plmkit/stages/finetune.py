@@ -1,9 +1,11 @@
-"""`plmkit finetune`: labelled table + encoder (pretrained or random) → a fine-tuned classifier.
+"""`plmkit finetune`: labelled data + an encoder (pretrained or random) → a fine-tuned model,
+for every task family through one path.
 
-Flat wiring: read and validate the data first (so a bad column fails in a second, not after
-an epoch), build the classifier on the chosen encoder, fit with the shared trainer, score the
-dev file, and write `final/` as a Hugging Face `BertForSequenceClassification` directory that
-also records how its inputs are read (columns, max length, labels) for `evaluate` and `predict`.
+Flat wiring over the family's contract (tasks/contract.py): check the settings, read and
+validate the data first (so a bad column fails in a second, not after an epoch), build the
+family's head on the chosen encoder, fit with the shared trainer, score the dev file with the
+same `score` that `evaluate` uses (its predictions written beside the scores), and write
+`final/` as the family's Hugging Face architecture, with the settings plmkit reads back.
 """
 
 from __future__ import annotations
@@ -14,39 +16,28 @@ from pathlib import Path
 from typing import Any
 
 from plmkit.checkpoint import load_into, save_model
-from plmkit.config import FinetuneConfig, to_dict
-from plmkit.models.heads import SequenceClassifier
+from plmkit.config import FinetuneConfig
 from plmkit.runtime.console import print0
 from plmkit.runtime.devices import pick_device, seed_everything
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.files import atomic_write_text
-from plmkit.runtime.outputs import check_apart
+from plmkit.runtime.outputs import check_apart, write_marker
 from plmkit.runtime.processes import is_main_process
-from plmkit.stages import finetune_matching, finetune_ner, finetune_qa, finetune_seq2seq
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
 from plmkit.tasks import sampling
-from plmkit.tasks.classification.features import (
-    LabelSet,
-    classification_loss,
-    collate_examples,
-    encode_examples,
-    evaluate_logits,
-    predict_logits,
-)
+from plmkit.tasks.contract import TaskFamily, TaskModel
 from plmkit.tasks.metrics import format_value, markdown_table, spread
-from plmkit.tasks.tables import read_table
-from plmkit.text.tokenizer import special_ids
+from plmkit.tasks.registry import family_for_task
 from plmkit.train.state import check_fresh_output
 from plmkit.train.trainer import check_train_config
 
-TASKS = ("classification", "regression", "ner", "qa", "seq2seq", "matching")
 POOLINGS = ("cls", "mean")
 
 
-def check_config(cfg: FinetuneConfig) -> None:
-    """The settings every task needs, checked before any file is read (suites call it up front)."""
-    if cfg.task not in TASKS:
-        raise UserError(f"finetune: task must be one of {', '.join(TASKS)}, got '{cfg.task}'")
+def check_config(cfg: FinetuneConfig) -> TaskFamily:
+    """The settings every task needs, checked before any file is read (suites call it up front);
+    returns the task's family."""
+    family = family_for_task(cfg.task)
     if not cfg.train_file:
         raise UserError("finetune: train_file is required (e.g. train_file=train.tsv)")
     if cfg.pooling not in POOLINGS:
@@ -57,58 +48,69 @@ def check_config(cfg: FinetuneConfig) -> None:
         raise UserError(f"finetune: seeds must be ≥ 1, got {cfg.seeds}")
     if cfg.reinit_layers < 0:
         raise UserError(f"finetune: reinit_layers must be ≥ 0, got {cfg.reinit_layers}")
+    if cfg.eval_batch_size < 1:
+        raise UserError(f"finetune: eval_batch_size must be ≥ 1, got {cfg.eval_batch_size}")
     # max_steps 0 means "from epochs" here, which the trainer's own check would refuse.
     check_train_config(dataclasses.replace(cfg.train, max_steps=cfg.train.max_steps or 1))
+    return family
 
 
 def run(cfg: FinetuneConfig) -> dict[str, Any]:
-    """Fine-tune per `cfg`; returns {"dev": metrics, "steps", "train_time_s"}."""
-    check_config(cfg)
+    """Fine-tune per `cfg`; returns {"dev": metrics, "steps", "train_time_s", ...}."""
+    family = check_config(cfg)
     check_apart(cfg.output, [cfg.init, cfg.tokenizer, cfg.train_file, cfg.dev_file])
     if cfg.seeds > 1:
         return run_seeds(cfg)
-    if cfg.task == "seq2seq":
-        return finetune_seq2seq.run(cfg)
-    if cfg.task == "ner":
-        return finetune_ner.run(cfg)
-    if cfg.task == "qa":
-        return finetune_qa.run(cfg)
-    if cfg.task == "matching":
-        return finetune_matching.run(cfg)
     run_dir = Path(cfg.output)
     check_fresh_output(run_dir, resume=cfg.resume)
     init_dir, tokenizer_dir, tokenizer = open_tokenizer(cfg)
 
-    train = read_table(cfg.train_file, cfg.table, task=cfg.task, limit=cfg.limit_train)
-    dev = read_table(cfg.dev_file, cfg.table, task=cfg.task) if cfg.dev_file else None
-    labels = _label_set(cfg, train)
-    train_set = encode_examples(tokenizer, train, cfg.max_length, labels, cfg.task)
-    dev_set = encode_examples(tokenizer, dev, cfg.max_length, labels, cfg.task) if dev else None
+    settings = family.configure(cfg, tokenizer)
+    train = family.read(cfg.train_file, settings, cfg.limit_train)
+    if family.settle:
+        settings = family.settle(settings, train)
+    dev = family.read(cfg.dev_file, settings, 0) if cfg.dev_file else None
+    if family.check:
+        family.check(settings, train + (dev or []))
+    train_set = family.encode(tokenizer, train, settings)
 
-    checkpoint, model_cfg = model_to_finetune(cfg, tokenizer, init_dir, "bert",
-                                              pad_token_id=special_ids(tokenizer).pad)
+    checkpoint, model_cfg = model_to_finetune(cfg, tokenizer, init_dir, family.model_family,
+                                              **family.random_init(tokenizer))
     seed_everything(cfg.train.seed)
-    num_labels = 1 if cfg.task == "regression" else len(labels.names)
-    model = SequenceClassifier(model_cfg, num_labels, pooling=cfg.pooling)
+    model = family.build(model_cfg, settings)
     if checkpoint:
-        load_into(model, checkpoint)
-        if cfg.reinit_layers:
-            if cfg.reinit_layers > model_cfg.num_layers:
-                raise UserError(f"finetune: reinit_layers={cfg.reinit_layers} but the model has "
-                                f"{model_cfg.num_layers} layers")
-            model.encoder.reinit_top(cfg.reinit_layers, model_cfg.initializer_range)
+        load_into(model, checkpoint, architecture=family.architecture)
+        reinit_top(model, cfg, model_cfg.num_layers, model_cfg.initializer_range)
 
-    result = fit_rows(model, train_set, collate_examples, classification_loss, cfg, run_dir)
+    result = fit_rows(model, train_set, family.collate, family.loss(settings), cfg, run_dir,
+                      drop_last=family.drop_last)
     if not is_main_process():  # rank 0 evaluates and writes
         return {"steps": result.steps, "train_time_s": result.train_time_s}
 
     dev_metrics: dict[str, float] = {}
-    if dev_set is not None:
-        logits = predict_logits(model, dev_set, 64, pick_device(cfg.train.device))
-        dev_metrics = evaluate_logits(logits, dev_set, cfg.task, labels)
-    save_model(model, model_cfg, run_dir / "final", "BertForSequenceClassification",
-               extra_config=_head_config(cfg, labels), tokenizer_dir=tokenizer_dir)
-    return report(run_dir, result, dev_metrics)
+    if dev:
+        trained = TaskModel(family, model.eval(), model_cfg, tokenizer, settings,
+                            pick_device(cfg.train.device), run_dir)
+        dev_metrics, predictions = family.score(trained, dev, cfg.eval_batch_size)
+        name, text = family.dump(dev, predictions)
+        atomic_write_text(run_dir / name, text)
+    save_model(model, model_cfg, run_dir / "final", family.architecture,
+               extra_config=family.settings_to_config(settings), tokenizer_dir=tokenizer_dir)
+    extra = family.summary(settings, train_set) if family.summary else {}
+    return report(run_dir, result, dev_metrics, shown=family.shown, **extra)
+
+
+def reinit_top(model: Any, cfg: FinetuneConfig, num_layers: int, initializer_range: float) -> None:
+    """Draw the top `cfg.reinit_layers` blocks afresh (a known help for small data sets)."""
+    if not cfg.reinit_layers:
+        return
+    if cfg.reinit_layers > num_layers:
+        raise UserError(f"finetune: reinit_layers={cfg.reinit_layers} but the model has "
+                        f"{num_layers} layers")
+    encoder = getattr(model, "encoder", None)
+    if encoder is None or not hasattr(encoder, "reinit_top"):
+        raise UserError(f"finetune: reinit_layers is for encoder tasks, not task={cfg.task}")
+    encoder.reinit_top(cfg.reinit_layers, initializer_range)
 
 
 def run_seeds(cfg: FinetuneConfig) -> dict[str, Any]:
@@ -117,6 +119,8 @@ def run_seeds(cfg: FinetuneConfig) -> dict[str, Any]:
     Seeds show how much of a difference between two settings is luck."""
     out = Path(cfg.output)
     check_fresh_output(out, resume=cfg.resume)
+    if is_main_process():
+        write_marker(out, "finetune")  # the seeds' folder is plmkit's: a rerun may resume it
     runs = [run(dataclasses.replace(cfg, seeds=1, output=str(out / f"seed-{k}"),
                                     train=dataclasses.replace(cfg.train, seed=cfg.train.seed + k)))
             for k in range(cfg.seeds)]
@@ -138,24 +142,6 @@ def run_seeds(cfg: FinetuneConfig) -> dict[str, Any]:
     return summary
 
 
-def _label_set(cfg: FinetuneConfig, train: list) -> LabelSet | None:
-    if cfg.task == "regression":
-        return None
-    return LabelSet(cfg.labels) if cfg.labels else LabelSet.from_examples(train)
-
-
 def steps_for_epochs(cfg: FinetuneConfig, num_examples: int) -> int:
     """Optimizer steps for `cfg.epochs` passes over `num_examples` rows."""
     return sampling.steps_for_epochs(cfg.epochs, num_examples, cfg.train.batch_size, cfg.train.grad_accum)
-
-
-def _head_config(cfg: FinetuneConfig, labels: LabelSet | None) -> dict[str, Any]:
-    """config.json fields for Transformers (labels, problem type) and for plmkit's reader."""
-    extra: dict[str, Any] = {
-        "problem_type": "regression" if cfg.task == "regression" else "single_label_classification",
-        "plmkit_pooling": cfg.pooling,
-        "plmkit_task": {"task": cfg.task, "max_length": cfg.max_length, "table": to_dict(cfg.table)},
-    }
-    if labels is not None:
-        extra.update(labels.to_config())
-    return extra

@@ -9,7 +9,7 @@ from plmkit.config import GenerateConfig, check_generation_config
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.files import atomic_write_text
 from plmkit.serve.generator import Generator
-from plmkit.stages.predict import read_lines
+from plmkit.tasks.inputs import read_lines
 
 
 def run(cfg: GenerateConfig) -> list[dict]:

@@ -116,7 +116,7 @@ def fit_rows(model: nn.Module, rows: Sized, collate: Callable[[Any, Any], dict],
 def run_config(cfg: FinetuneConfig) -> dict[str, Any]:
     """What a resumed run must share with the original; the run may have moved, so not `output`."""
     data = to_dict(cfg)
-    for key in ("output", "resume", "seeds"):
+    for key in ("output", "resume", "seeds", "eval_batch_size"):  # none changes the weights
         data.pop(key)
     return data
 

@@ -32,6 +32,7 @@ DOCSTART = "-DOCSTART-"
 _Row = tuple[list[str], list[str] | None, int]  # words, tags (None: untagged), first line
 _COLUMNS = re.compile(r"[ \t]+")
 FORMATS = ("auto", "columns", "jsonl")
+_RAW_WORDS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+|\S", re.UNICODE)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,19 @@ class TaggedSentence:
     source: str = ""
     separator: str = " "  # how the words join into `text`
     one_word_per_line: bool = True  # column files: word i is on line `line + i`
+    raw: str | None = None  # a raw text the words were cut from (`from_text`), else None
+    spans: tuple[tuple[int, int], ...] = ()  # with `raw`: each word's [start, end) in it
+
+    @classmethod
+    def from_text(cls, text: str, line: int) -> TaggedSentence:
+        """An untagged sentence cut from raw text by one rule: each CJK character a word, each
+        run of letters or digits a word, any other non-space character a word; entity offsets
+        then point into `text` exactly as given."""
+        words = list(_RAW_WORDS.finditer(text))
+        if not words:
+            raise UserError(f"predict: text {line} is empty")
+        return cls(tuple(m.group() for m in words), None, line, raw=text,
+                   spans=tuple(m.span() for m in words))
 
     def where(self, word: int) -> str:
         """FILE:LINE of word number `word` (0-based), for error messages."""
@@ -53,11 +67,13 @@ class TaggedSentence:
 
     @property
     def text(self) -> str:
-        """The words joined by the separator: the text entity offsets refer to."""
-        return self.separator.join(self.words)
+        """The text entity offsets refer to: the raw text, else the words joined by the separator."""
+        return self.raw if self.raw is not None else self.separator.join(self.words)
 
     def word_offsets(self) -> list[tuple[int, int]]:
         """[start, end) of each word in `text`."""
+        if self.raw is not None:
+            return list(self.spans)
         offsets, position = [], 0
         for word in self.words:
             offsets.append((position, position + len(word)))

@@ -66,6 +66,13 @@ def tag_label_set(sentences: Sequence[TaggedSentence], scheme: str) -> LabelSet:
     return LabelSet(scheme_labels(sorted(types), scheme), source)
 
 
+def check_tags(sentences: Sequence[TaggedSentence], labels: LabelSet) -> None:
+    """Fail, naming the word, on a tag the label set cannot hold (before any training)."""
+    ids = {name: i for i, name in enumerate(labels.names)}
+    for sentence in sentences:
+        _tag_ids(sentence, ids, labels)
+
+
 def _tag_ids(sentence: TaggedSentence, ids: dict[str, int], labels: LabelSet) -> list[int]:
     out = []
     for offset, tag in enumerate(sentence.tags or ()):
