@@ -30,7 +30,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from plmkit.config import CorpusConfig, PrepareConfig, TokenizerStageConfig  # noqa: E402
 from plmkit.text.corpus import iter_documents  # noqa: E402
 from plmkit.text.shards import prepare_shards  # noqa: E402
-from plmkit.text.tokenizer import save_tokenizer, train_tokenizer  # noqa: E402
+from plmkit.text.tokenizer import save_tokenizer  # noqa: E402
+from plmkit.text.tokenizer_training import train_tokenizer  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ENWIKI = SHARED_DATA / "enwiki-extract" / "enwiki_part1.txt.xz"

@@ -20,7 +20,8 @@ from plmkit.cli import main
 from plmkit.config import ModelConfig, TokenizerStageConfig
 from plmkit.models.encoder import Encoder
 from plmkit.stages.suite import check_suite, load_suite
-from plmkit.text.tokenizer import save_tokenizer, special_ids, train_tokenizer
+from plmkit.text.tokenizer import save_tokenizer, special_ids
+from plmkit.text.tokenizer_training import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD = ["a fine film", "really good acting", "great fun", "a warm story"]

@@ -23,6 +23,7 @@ import plmkit
 from plmkit.cli import main
 from plmkit.config import EvaluateConfig
 from plmkit.runtime.errors import UserError
+from plmkit.tasks.ner.task import NER
 from plmkit.tasks.registry import FAMILIES, load_task_model
 
 BERT = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
@@ -211,4 +212,6 @@ def test_a_task_loader_refuses_a_model_of_another_task(tokenizers: dict[str, Pat
         plmkit.load_reader(run)
     with pytest.raises(UserError, match="cannot generate"):
         plmkit.load_generator(run)
+    with pytest.raises(UserError, match=r"not a token classifier \(NER\) \(classification\)"):
+        load_task_model(run, family=NER)
 

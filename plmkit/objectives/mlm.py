@@ -28,6 +28,8 @@ from torch import nn
 from plmkit.text.shards import ShardReader
 from plmkit.text.tokenizer import SpecialIds
 
+WORD_BIT = 32  # inside a batch being built, bit 32 of a token id says "a word starts here"
+
 
 @dataclass
 class MaskingSpec:
@@ -37,6 +39,7 @@ class MaskingSpec:
     vocab_size: int
     mask_prob: float = 0.15
     continuation: np.ndarray | None = None  # bool per token id: "##" pieces (whole-word masking)
+    word_boundaries: bool = False  # whole words from the shards' word starts (prepare word_boundaries=jieba)
 
     def __post_init__(self) -> None:
         # The 10% random replacements never draw a special token (their ids vary by vocabulary).
@@ -122,7 +125,11 @@ class PretrainBatches:
         end = int(self.doc_starts[doc + 1])
         chunk, total = [], 0
         for s in range(first, end):
-            tokens = self.reader.tokens[self.sentence_starts[s] : self.sentence_starts[s + 1]]
+            first_token, end_token = self.sentence_starts[s], self.sentence_starts[s + 1]
+            tokens = self.reader.tokens[first_token:end_token]
+            if self.masking.word_boundaries:  # each id carries its word-start bit above bit 32
+                starts = self.reader.words[first_token:end_token].astype(np.int64)
+                tokens = tokens.astype(np.int64) | (starts << WORD_BIT)
             chunk.append(tokens)
             total += len(tokens)
             if total >= budget:
@@ -176,8 +183,12 @@ def collate(
     for i, (ids, tt) in enumerate(zip(rows, types)):
         input_ids[i, : len(ids)] = ids
         token_type_ids[i, : len(tt)] = tt
+    word_starts = None
+    if masking.word_boundaries:
+        word_starts = (input_ids >> WORD_BIT).astype(bool)
+        input_ids &= (1 << WORD_BIT) - 1
     attention_mask = (input_ids != sp.pad).astype(np.int64)
-    masked_ids, positions, labels = mask_tokens(input_ids, masking, rng)
+    masked_ids, positions, labels = mask_tokens(input_ids, masking, rng, word_starts)
     batch = {
         "input_ids": torch.from_numpy(masked_ids),
         "attention_mask": torch.from_numpy(attention_mask),
@@ -191,22 +202,43 @@ def collate(
 
 
 def mask_tokens(
-    input_ids: np.ndarray, masking: MaskingSpec, rng: np.random.Generator
+    input_ids: np.ndarray,
+    masking: MaskingSpec,
+    rng: np.random.Generator,
+    word_starts: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """BERT masking of a (B, T) array → (masked ids, flat positions, original ids there)."""
+    """BERT masking of a (B, T) array → (masked ids, flat positions, original ids there).
+
+    Whole-word masking (word_starts (B, T) from the shards, or the "##" continuation pieces)
+    chooses whole words and decides 80/10/10 once per word, so a word is masked, replaced or
+    kept as one; otherwise each token is chosen and decided alone."""
     sp = masking.special
     special = np.isin(input_ids, [sp.pad, sp.cls, sp.sep, sp.mask])
+    whole = word_starts is not None or masking.continuation is not None
     chosen = np.zeros(input_ids.shape, dtype=bool)
+    word_of = np.full(input_ids.shape, -1, dtype=np.int64)  # a word number per chosen position
+    words = 0
     for row in range(input_ids.shape[0]):
         candidates = np.flatnonzero(~special[row])
         if len(candidates) == 0:
             continue
         count = max(1, int(round(masking.mask_prob * len(candidates))))
-        chosen[row, _pick(input_ids[row], candidates, count, masking.continuation, rng)] = True
+        if not whole:
+            chosen[row, rng.choice(candidates, size=count, replace=False)] = True
+            continue
+        if word_starts is not None:
+            is_start = word_starts[row, candidates]
+        else:
+            is_start = ~masking.continuation[input_ids[row, candidates]]
+        is_start[0] = True
+        for word in _pick_words(candidates, is_start, count, rng):
+            chosen[row, word] = True
+            word_of[row, word] = words
+            words += 1
     positions = np.flatnonzero(chosen.reshape(-1))
     labels = input_ids.reshape(-1)[positions].copy()
     masked = input_ids.copy().reshape(-1)
-    roll = rng.random(len(positions))
+    roll = rng.random(words)[word_of.reshape(-1)[positions]] if whole else rng.random(len(positions))
     to_mask = roll < 0.8
     to_random = (roll >= 0.8) & (roll < 0.9)
     masked[positions[to_mask]] = sp.mask
@@ -215,24 +247,18 @@ def mask_tokens(
     return masked.reshape(input_ids.shape), positions.astype(np.int64), labels.astype(np.int64)
 
 
-def _pick(
-    row: np.ndarray,
-    candidates: np.ndarray,
-    count: int,
-    continuation: np.ndarray | None,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Positions to mask in one row: single tokens, or whole words when `continuation` is set."""
-    if continuation is None:
-        return rng.choice(candidates, size=count, replace=False)
-    starts = [i for i, p in enumerate(candidates) if i == 0 or not continuation[row[p]]]
-    words = np.split(candidates, starts[1:])  # runs of positions that form one word
-    chosen: list[int] = []
+def _pick_words(candidates: np.ndarray, is_start: np.ndarray, count: int,
+                rng: np.random.Generator) -> list[np.ndarray]:
+    """Whole words (runs of positions from one start to the next), in random order, until they
+    hold at least `count` positions."""
+    words = np.split(candidates, np.flatnonzero(is_start)[1:])
+    picked, total = [], 0
     for w in rng.permutation(len(words)):
-        if len(chosen) >= count:
+        if total >= count:
             break
-        chosen.extend(words[w].tolist())
-    return np.asarray(chosen, dtype=np.int64)
+        picked.append(words[w])
+        total += len(words[w])
+    return picked
 
 
 def pretrain_loss(

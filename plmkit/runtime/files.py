@@ -9,8 +9,10 @@ Directories are marked as plmkit's (runtime/outputs.py), so a replace never hits
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,3 +99,12 @@ def atomic_dir(path: str | Path, verb: str) -> Iterator[Path]:
     fsync_dir(path.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json_lines(records: list[dict], output: str | Path | None) -> None:
+    """One JSON object per line, into `output` atomically, or to stdout when it is None."""
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if output:
+        atomic_write_text(output, lines)
+    else:
+        sys.stdout.write(lines)

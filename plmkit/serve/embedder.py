@@ -29,25 +29,13 @@ class Embedder:
 
     def __init__(self, task_model: TaskModel) -> None:
         self.task_model = task_model
+        self.pooling: str = task_model.settings.pooling  # cls | mean: token states → one vector
+        self.dimension: int = task_model.config.hidden_size  # the width H of every embedding
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> Embedder:
         """Load a matching run, or any BERT-family directory (a run directory holding final/)."""
         return cls(load_task_model(path, device, family=MATCHING))
-
-    @property
-    def pooling(self) -> str:
-        """cls | mean: how token states become one vector."""
-        return self.task_model.settings.pooling
-
-    @property
-    def max_length(self) -> int:
-        return self.task_model.settings.max_length
-
-    @property
-    def dimension(self) -> int:
-        """The width H of every embedding."""
-        return self.task_model.config.hidden_size
 
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Unit-length embeddings (N, H) of `texts`, in input order."""

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
 from plmkit.config import GenerateConfig, check_generation_config
 from plmkit.runtime.errors import UserError
-from plmkit.runtime.files import atomic_write_text
+from plmkit.runtime.files import write_json_lines
 from plmkit.serve.generator import Generator
 from plmkit.tasks.inputs import read_lines
 
@@ -36,9 +33,5 @@ def run(cfg: GenerateConfig) -> list[dict]:
         except ValueError as err:  # models/generate.py: a prompt the model cannot continue
             raise UserError(f"generate: {err}") from None
     results = [{"input": t, "output": o} for t, o in zip(texts, outputs, strict=True)]
-    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
-    if cfg.output:
-        atomic_write_text(cfg.output, lines)
-    else:
-        sys.stdout.write(lines)
+    write_json_lines(results, cfg.output)
     return results

@@ -8,12 +8,9 @@ with character offsets, an answer span, a similarity, a generated text).
 
 from __future__ import annotations
 
-import json
-import sys
-
 from plmkit.config import PredictConfig
 from plmkit.runtime.errors import UserError
-from plmkit.runtime.files import atomic_write_text
+from plmkit.runtime.files import write_json_lines
 from plmkit.tasks.registry import load_task_model
 
 BATCH_SIZE = 64
@@ -27,9 +24,5 @@ def run(cfg: PredictConfig) -> list[dict]:
     shown, rows = zip(*tm.family.inputs(cfg, tm.settings), strict=True)
     predictions = tm.family.predict(tm, list(rows), BATCH_SIZE)
     results = [{**s, **p} for s, p in zip(shown, predictions, strict=True)]
-    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
-    if cfg.output:
-        atomic_write_text(cfg.output, lines)
-    else:
-        sys.stdout.write(lines)
+    write_json_lines(results, cfg.output)
     return results

@@ -54,6 +54,7 @@ from plmkit.runtime.files import atomic_dir, atomic_write_text
 from plmkit.runtime.processes import barrier, data_seed, is_main_process, start_processes
 from plmkit.text.shards import ShardReader, check_tokenizer
 from plmkit.text.tokenizer import continuation_mask, load_tokenizer, special_ids, token_roles
+from plmkit.text.words import han_share
 from plmkit.train.state import check_fresh_output, open_run
 from plmkit.train.trainer import check_train_config, fit
 
@@ -160,14 +161,27 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     return summary
 
 
+def _masking(cfg: PretrainConfig, model_cfg: ModelConfig, tokenizer: Tokenizer,
+             train_split: ShardReader) -> MaskingSpec:
+    """Token or whole-word masking; whole words come from the shards' word starts (Chinese,
+    prepare word_boundaries=jieba) or else from the "##" pieces (English)."""
+    obj = cfg.objective
+    boundaries = obj.whole_word and train_split.words is not None
+    if obj.whole_word and not boundaries and han_share(tokenizer, train_split.tokens[:20_000]) > 0.2:
+        raise UserError(f"{cfg.shards}: objective.whole_word=true on Chinese text needs word "
+                        "boundaries: prepare the shards with word_boundaries=jieba")
+    continuation = continuation_mask(tokenizer) if obj.whole_word and not boundaries else None
+    return MaskingSpec(special_ids(tokenizer), model_cfg.vocab_size, obj.mask_prob, continuation,
+                       word_boundaries=boundaries)
+
+
 def _objective(cfg: PretrainConfig, model_cfg: ModelConfig, tokenizer: Tokenizer,
                train_split: ShardReader, val_split: ShardReader, device: torch.device) -> Objective:
     """Training batches, loss and held-out evaluation for cfg.objective.kind."""
     obj, batch_size, seed = cfg.objective, cfg.train.batch_size, cfg.train.seed
     roles = token_roles(tokenizer)
     if obj.kind in ("mlm", "electra"):  # ELECTRA masks as MLM does, through the same routine
-        masking = MaskingSpec(special_ids(tokenizer), model_cfg.vocab_size, obj.mask_prob,
-                              continuation_mask(tokenizer) if obj.whole_word else None)
+        masking = _masking(cfg, model_cfg, tokenizer, train_split)
         electra = obj.kind == "electra"
         mlm = functools.partial(PretrainBatches, masking=masking, batch_size=batch_size,
                                 seq_len=obj.seq_len, nsp=obj.nsp and not electra)

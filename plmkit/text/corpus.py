@@ -17,6 +17,7 @@ from __future__ import annotations
 import bz2
 import glob
 import gzip
+import hashlib
 import json
 import lzma
 import re
@@ -296,3 +297,10 @@ def split_sentences(text: str) -> list[str]:
         cuts.sort()
     pieces = [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)])] if cuts else [text]
     return [s for piece in pieces for line in piece.split("\n") if (s := line.strip())]
+
+
+def in_fraction(text: str, fraction: float) -> bool:
+    """A stable split of documents: the text's hash, read as a number in [0, 1), below `fraction`
+    (the shards' val split; the tokenizer's held-out slice). It never moves as a corpus grows."""
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2**64 < fraction

@@ -13,6 +13,7 @@ so it does not move when the corpus grows or the workers change):
   {split}.bin   token ids, uint16 (vocab ≤ 65535) or uint32, sentences back to back
   {split}.idx   int64 little-endian sentence starts, n_sentences + 1 entries (last = n_tokens)
   {split}.docs  int64 little-endian document starts in sentences, n_documents + 1 entries
+  {split}.words (word_boundaries=jieba) uint8 per token, 1 where a jieba word starts
   header.json   format, dtype, vocabulary, tokenizer hash and path, special ids, counts
   tokenizer/    a copy of the tokenizer, so the folder is self-contained
 Plain arrays cost a little disk over a compressed format, and buy zero-copy `np.memmap` reads
@@ -22,7 +23,6 @@ and a format any tool can open.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import multiprocessing
 import os
@@ -41,7 +41,7 @@ from plmkit.config import PrepareConfig
 from plmkit.runtime.console import progress_interval
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.files import atomic_dir
-from plmkit.text.corpus import iter_documents, resolve_inputs, split_sentences
+from plmkit.text.corpus import in_fraction, iter_documents, resolve_inputs, split_sentences
 from plmkit.text.encode import SentenceEncoder
 from plmkit.text.tokenizer import (
     copy_tokenizer_files,
@@ -50,6 +50,7 @@ from plmkit.text.tokenizer import (
     tokenizer_dir,
     tokenizer_sha256,
 )
+from plmkit.text.words import check_word_boundaries, encode_with_word_starts
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val")
@@ -58,23 +59,25 @@ _IN_FLIGHT_PER_WORKER = 2  # bounds memory; two keeps every worker busy while on
 
 
 class _Part(NamedTuple):
-    """One split's share of a chunk: token ids, sentence lengths, sentences per document."""
+    """One split's share of a chunk: token ids, sentence lengths, sentences per document, and
+    (with word boundaries) one word-start byte per token."""
 
     tokens: np.ndarray
     sentence_lengths: np.ndarray
     doc_sentences: np.ndarray
+    word_starts: np.ndarray | None = None
 
 
 # ----------------------------------------------------------------------------- worker side
 
-_worker_args: tuple[SentenceEncoder, np.dtype, float] | None = None  # set in each pool process
+_worker_args: tuple[SentenceEncoder, np.dtype, float, bool] | None = None  # set in each pool process
 
 
-def _init_worker(tok_dir: str, dtype: str, val_fraction: float) -> None:
+def _init_worker(tok_dir: str, dtype: str, val_fraction: float, words: bool = False) -> None:
     """Load the tokenizer once per pool process; each tokenizes on one thread."""
     global _worker_args
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the parallelism comes from processes
-    _worker_args = (SentenceEncoder(load_tokenizer(tok_dir)), np.dtype(dtype), val_fraction)
+    _worker_args = (SentenceEncoder(load_tokenizer(tok_dir)), np.dtype(dtype), val_fraction, words)
 
 
 def _worker_encode(texts: list[str]) -> tuple[_Part, ...]:
@@ -82,14 +85,9 @@ def _worker_encode(texts: list[str]) -> tuple[_Part, ...]:
     return _encode_chunk(texts, *_worker_args)
 
 
-def _is_val(text: str, val_fraction: float) -> bool:
-    """A stable split: the document's hash, read as a number in [0, 1), against the fraction."""
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") / 2**64 < val_fraction
-
-
 def _encode_chunk(
-    texts: list[str], encoder: SentenceEncoder, dtype: np.dtype, val_fraction: float
+    texts: list[str], encoder: SentenceEncoder, dtype: np.dtype, val_fraction: float,
+    words: bool = False,
 ) -> tuple[_Part, ...]:
     """Split and tokenize a chunk of documents; return one part per split, empty ones dropped."""
     sentences: list[str] = []
@@ -98,22 +96,27 @@ def _encode_chunk(
         doc = split_sentences(text)
         sentences.extend(doc)
         per_doc[d] = len(doc)
-    ids, lengths = encoder(sentences)
+    if words:  # jieba's word starts need each token's offsets: the tokenizer's own encoding
+        ids, lengths, word_starts = encode_with_word_starts(encoder.tok, sentences)
+    else:
+        (ids, lengths), word_starts = encoder(sentences), None
     flat = ids.astype(dtype)
 
     doc_of_sentence = np.repeat(np.arange(len(texts)), per_doc)
     kept = lengths > 0  # a sentence of only control characters tokenizes to nothing
     kept_per_doc = np.bincount(doc_of_sentence[kept], minlength=len(texts))
-    val = np.fromiter((_is_val(t, val_fraction) for t in texts), dtype=bool, count=len(texts))
+    val = np.fromiter((in_fraction(t, val_fraction) for t in texts), dtype=bool, count=len(texts))
     parts = []
     for in_val in (False, True):
         doc_mask = (val == in_val) & (kept_per_doc > 0)
         sentence_mask = kept & doc_mask[doc_of_sentence]
+        token_mask = np.repeat(sentence_mask, lengths)
         parts.append(
             _Part(
-                tokens=flat[np.repeat(sentence_mask, lengths)],
+                tokens=flat[token_mask],
                 sentence_lengths=lengths[sentence_mask],
                 doc_sentences=kept_per_doc[doc_mask],
+                word_starts=None if word_starts is None else word_starts[token_mask],
             )
         )
     return tuple(parts)
@@ -157,7 +160,7 @@ def _quiet_fork() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _worker_pool(
-    workers: int, init_args: tuple[str, str, float]
+    workers: int, init_args: tuple[str, str, float, bool]
 ) -> Iterator[ProcessPoolExecutor | None]:
     """A started pool of `workers` processes, or None for 1 (tokenize in this process)."""
     if workers == 1:
@@ -176,14 +179,14 @@ def _encoded(
     chunks: Iterator[list[str]],
     pool: ProcessPoolExecutor | None,
     workers: int,
-    init_args: tuple[str, str, float],
+    init_args: tuple[str, str, float, bool],
 ) -> Iterator[tuple[int, tuple[_Part, ...]]]:
     """(documents in the chunk, its parts) per chunk, in input order, at most 2 per worker in flight."""
     if pool is None:
-        tok_dir, dtype, val_fraction = init_args
+        tok_dir, dtype, val_fraction, words = init_args
         encoder = SentenceEncoder(load_tokenizer(tok_dir))
         for chunk in chunks:
-            yield len(chunk), _encode_chunk(chunk, encoder, np.dtype(dtype), val_fraction)
+            yield len(chunk), _encode_chunk(chunk, encoder, np.dtype(dtype), val_fraction, words)
         return
     pending: deque[tuple[int, Future]] = deque()
     for chunk in chunks:
@@ -199,15 +202,18 @@ def _encoded(
 class _SplitWriter:
     """Appends one split's parts to its .bin/.idx/.docs files, keeping only running totals."""
 
-    def __init__(self, directory: Path, split: str) -> None:
+    def __init__(self, directory: Path, split: str, words: bool = False) -> None:
         self.bin = open(directory / f"{split}.bin", "wb")
         self.idx = open(directory / f"{split}.idx", "wb")
         self.docs = open(directory / f"{split}.docs", "wb")
+        self.words = open(directory / f"{split}.words", "wb") if words else None
         self.tokens = self.sentences = self.documents = 0
 
     def append(self, part: _Part) -> None:
         """Write one chunk's share: tokens, then its sentence and document starts."""
         part.tokens.tofile(self.bin)
+        if self.words is not None:
+            part.word_starts.tofile(self.words)
         starts = self.tokens + np.cumsum(part.sentence_lengths) - part.sentence_lengths
         starts.astype("<i8").tofile(self.idx)
         doc_starts = self.sentences + np.cumsum(part.doc_sentences) - part.doc_sentences
@@ -220,16 +226,18 @@ class _SplitWriter:
         """Write the final index entries (the totals), close the files, return the counts."""
         np.array([self.tokens], dtype="<i8").tofile(self.idx)
         np.array([self.sentences], dtype="<i8").tofile(self.docs)
-        for f in (self.bin, self.idx, self.docs):
-            f.close()
+        for f in (self.bin, self.idx, self.docs, self.words):
+            if f is not None:
+                f.close()
         return {"tokens": self.tokens, "sentences": self.sentences, "documents": self.documents}
 
 
 def _write_splits(
-    directory: Path, chunks: Iterator[tuple[int, tuple[_Part, ...]]], progress: bool
+    directory: Path, chunks: Iterator[tuple[int, tuple[_Part, ...]]], progress: bool,
+    words: bool = False,
 ) -> dict[str, dict[str, int]]:
     """Append every encoded chunk to the split files in `directory`; return the counts."""
-    writers = {split: _SplitWriter(directory, split) for split in SPLITS}
+    writers = {split: _SplitWriter(directory, split, words) for split in SPLITS}
     bar = tqdm(
         desc="prepare",
         unit=" docs",
@@ -263,13 +271,15 @@ def prepare_shards(cfg: PrepareConfig, *, progress: bool = True) -> dict:
     vocab_size = tok.get_vocab_size(with_added_tokens=True)
     dtype = "uint16" if vocab_size <= 65535 else "uint32"
     specials = token_roles(tok)
+    check_word_boundaries(cfg.word_boundaries, tok, str(tok_dir))
+    words = cfg.word_boundaries != "none"
     resolve_inputs(cfg.inputs)  # fail on a missing input before any work
     workers = cfg.workers or os.cpu_count() or 1
-    init_args = (str(tok_dir), dtype, cfg.val_fraction)
+    init_args = (str(tok_dir), dtype, cfg.val_fraction, words)
     chunks = _chunks(doc.text for doc in iter_documents(cfg.inputs, cfg.corpus))
 
     with atomic_dir(cfg.output, verb="prepare") as tmp, _worker_pool(workers, init_args) as pool:
-        counts = _write_splits(tmp, _encoded(chunks, pool, workers, init_args), progress)
+        counts = _write_splits(tmp, _encoded(chunks, pool, workers, init_args), progress, words)
         copy_tokenizer_files(tok_dir, tmp / "tokenizer")
         header = {
             "format_version": FORMAT_VERSION,
@@ -279,6 +289,7 @@ def prepare_shards(cfg: PrepareConfig, *, progress: bool = True) -> dict:
             "tokenizer": str(tok_dir),
             "special_ids": specials.header(),
             "val_fraction": cfg.val_fraction,
+            "word_boundaries": cfg.word_boundaries,
             "splits": counts,
         }
         (tmp / "header.json").write_text(json.dumps(header, indent=2) + "\n", encoding="utf-8")
@@ -353,6 +364,9 @@ class ShardReader:
         )
         self.sentence_starts = _map(directory / f"{split}.idx", index, self.num_sentences + 1)
         self.doc_starts = _map(directory / f"{split}.docs", index, self.num_documents + 1)
+        self.words = None  # one byte per token, 1 where a word starts (word_boundaries=jieba)
+        if self.header.get("word_boundaries", "none") != "none":
+            self.words = _map(directory / f"{split}.words", np.dtype("u1"), self.num_tokens)
         if self.sentence_starts[-1] != self.num_tokens or self.doc_starts[-1] != self.num_sentences:
             raise UserError(f"{directory}: {split}.idx or {split}.docs disagrees with header.json")
 

@@ -1,4 +1,5 @@
-"""Train, save and load the tokenizer, in files Hugging Face's `AutoTokenizer` reads as is.
+"""Save and load tokenizers (tokenizer_training.py trains them), in files Hugging Face's
+`AutoTokenizer` reads as is.
 
 A tokenizer is a `tokenizers.Tokenizer` (the Rust library Transformers' fast tokenizers wrap),
 so training, the shards stage and a user's `AutoTokenizer` all run the same code and give the
@@ -29,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -42,13 +42,10 @@ from tokenizers import (
     normalizers,
     pre_tokenizers,
     processors,
-    trainers,
 )
 
-from plmkit.config import TokenizerStageConfig
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.files import atomic_dir
-from plmkit.text.wordpiece import train_wordpiece
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0, 1, 2, 3, 4
 ENDOFTEXT = "<|endoftext|>"  # GPT-2's one special token: bos, eos and pad (id 0)
@@ -56,10 +53,7 @@ T5_SPECIALS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2
 NUM_SENTINELS = 100  # <extra_id_0> … <extra_id_99>: the last ids, <extra_id_0> the highest
 KINDS = ("wordpiece", "bpe", "unigram")
 # tokenizer_class in tokenizer_config.json: what AutoTokenizer builds (Transformers ≥ 5 drops "Fast")
-_HF_CLASS = {"wordpiece": "BertTokenizer", "bpe": "GPT2TokenizerFast", "unigram": "T5TokenizerFast"}
-# The smallest vocabulary that can hold the special tokens (and, for BPE, the 256 bytes) plus
-# a few pieces; anything smaller is a typo.
-_MIN_VOCAB = {"wordpiece": 10, "bpe": 256 + 1 + 10, "unigram": NUM_SENTINELS + 3 + 10}
+HF_CLASS = {"wordpiece": "BertTokenizer", "bpe": "GPT2TokenizerFast", "unigram": "T5TokenizerFast"}
 
 
 class SpecialIds(NamedTuple):
@@ -97,7 +91,7 @@ class TokenRoles(NamedTuple):
         return out
 
 
-def _bert_pipeline(
+def bert_pipeline(
     tok: Tokenizer,
     *,
     lowercase: bool,
@@ -123,7 +117,7 @@ def _bert_pipeline(
     )
 
 
-def _bpe_pipeline(tok: Tokenizer) -> None:
+def bpe_pipeline(tok: Tokenizer) -> None:
     """GPT-2's byte-level pipeline, as Transformers' GPT2Tokenizer(add_prefix_space=True) builds it."""
     tok.normalizer = None
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
@@ -131,7 +125,7 @@ def _bpe_pipeline(tok: Tokenizer) -> None:
     tok.post_processor = processors.ByteLevel(trim_offsets=False)  # adds no special tokens
 
 
-def _unigram_pipeline(tok: Tokenizer, eos_id: int) -> None:
+def unigram_pipeline(tok: Tokenizer, eos_id: int) -> None:
     """T5's pipeline, as Transformers' T5Tokenizer builds it: "▁" marks word starts, then "</s>"."""
     tok.normalizer = None
     tok.pre_tokenizer = pre_tokenizers.Sequence(
@@ -144,39 +138,6 @@ def _unigram_pipeline(tok: Tokenizer, eos_id: int) -> None:
     tok.post_processor = processors.TemplateProcessing(
         single=["$A", "</s>"], pair=["$A", "</s>", "$B", "</s>"], special_tokens=[("</s>", eos_id)]
     )
-
-
-def train_tokenizer(texts: Iterable[str], cfg: TokenizerStageConfig) -> Tokenizer:
-    """Train a tokenizer of `cfg.kind` on `texts` (special tokens at the kind's fixed ids)."""
-    if cfg.kind not in KINDS:
-        raise UserError(
-            f"config kind: '{cfg.kind}' is not a tokenizer kind; use {', '.join(KINDS)}"
-        )
-    if cfg.kind != "wordpiece" and cfg.lowercase:
-        raise UserError(
-            f"config lowercase: a {cfg.kind} tokenizer keeps case (Transformers' "
-            f"{_HF_CLASS[cfg.kind]} cannot lower-case); leave lowercase unset or false"
-        )
-    if cfg.vocab_size < _MIN_VOCAB[cfg.kind]:
-        raise UserError(
-            f"config vocab_size: {cfg.vocab_size} is too small for {cfg.kind} (need at least "
-            f"{_MIN_VOCAB[cfg.kind]}: the special tokens{', 256 bytes' * (cfg.kind == 'bpe')} "
-            "plus a few pieces)"
-        )
-    train = {"wordpiece": _train_wordpiece, "bpe": _train_bpe, "unigram": _train_unigram}
-    tok = train[cfg.kind](texts, cfg)
-    _read_as_corpus(tok, cfg.corpus.normalize)
-    # The tokenizer as tokenizer.json will hold it: Unigram scores lose bits in the JSON round
-    # trip, which flips near-ties ("......" + "." vs "." + "......") against the trained object.
-    return Tokenizer.from_str(tok.to_str())
-
-
-def _read_as_corpus(tok: Tokenizer, form: str) -> None:
-    """Put the corpus reader's Unicode normalisation (corpus.py) in front of the normaliser."""
-    if form == "none":
-        return
-    first = {"NFKC": normalizers.NFKC(), "NFC": normalizers.NFC()}[form]
-    tok.normalizer = first if tok.normalizer is None else normalizers.Sequence([first, tok.normalizer])
 
 
 def bert_normalizer(tok: Tokenizer) -> normalizers.BertNormalizer | None:
@@ -195,64 +156,7 @@ def _hf_class(tok: Tokenizer, kind: str) -> str:
     own = tok.normalizer is None or (
         kind == "wordpiece" and isinstance(tok.normalizer, normalizers.BertNormalizer)
     )
-    return _HF_CLASS[kind] if own else "PreTrainedTokenizerFast"
-
-
-def _train_wordpiece(texts: Iterable[str], cfg: TokenizerStageConfig) -> Tokenizer:
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
-    _bert_pipeline(tok, lowercase=cfg.lowercase is not False)  # None (unset) = uncased
-    return train_wordpiece(  # the same vocabulary every run (wordpiece.py says why it takes two)
-        tok,
-        texts,
-        vocab_size=cfg.vocab_size,
-        min_frequency=cfg.min_frequency,
-        special_tokens=list(SPECIAL_TOKENS),
-        # The library's default alphabet of 1000 characters leaves ~11% [UNK] on Chinese.
-        limit_alphabet=cfg.limit_alphabet or cfg.vocab_size,
-    )
-
-
-def _train_bpe(texts: Iterable[str], cfg: TokenizerStageConfig) -> Tokenizer:
-    tok = Tokenizer(models.BPE())
-    _bpe_pipeline(tok)
-    trainer = trainers.BpeTrainer(
-        vocab_size=cfg.vocab_size,
-        min_frequency=cfg.min_frequency,
-        special_tokens=[ENDOFTEXT],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: no unknown text
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    return tok
-
-
-def _train_unigram(texts: Iterable[str], cfg: TokenizerStageConfig) -> Tokenizer:
-    tok = Tokenizer(models.Unigram())
-    _unigram_pipeline(tok, eos_id=1)
-    trainer = trainers.UnigramTrainer(
-        vocab_size=cfg.vocab_size - NUM_SENTINELS,
-        special_tokens=list(T5_SPECIALS),
-        unk_token="<unk>",
-        show_progress=False,
-    )
-    try:
-        tok.train_from_iterator(texts, trainer=trainer)
-    except Exception as err:  # the Rust trainer raises a bare Exception
-        if "not large enough to contain all chars" not in str(err):
-            raise
-        raise UserError(
-            f"config vocab_size: {cfg.vocab_size} cannot hold every character of the corpus "
-            "(a unigram vocabulary keeps them all, plus 100 sentinels); raise vocab_size"
-        ) from None
-    # The sentinels go into the model's vocabulary, after the trained pieces and in reverse,
-    # as in T5's own files (so <extra_id_0> is the last id), and are matched as special tokens.
-    pieces = [tuple(p) for p in json.loads(tok.to_str())["model"]["vocab"]]
-    sentinels = [f"<extra_id_{i}>" for i in reversed(range(NUM_SENTINELS))]
-    tok.model = models.Unigram(
-        pieces + [(s, 0.0) for s in sentinels], unk_id=2, byte_fallback=False
-    )
-    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in sentinels])
-    return tok
+    return HF_CLASS[kind] if own else "PreTrainedTokenizerFast"
 
 
 def _hf_config(tok: Tokenizer, roles: TokenRoles) -> tuple[dict, dict]:
@@ -339,7 +243,7 @@ def _from_vocab_txt(directory: Path) -> Tokenizer:
     tok = Tokenizer(models.WordPiece(vocab, unk_token=unk, max_input_chars_per_word=100))
     # As Transformers does: special tokens written in the text are matched before splitting.
     tok.add_special_tokens([AddedToken(t, special=True) for t in names.values() if t in vocab])
-    _bert_pipeline(
+    bert_pipeline(
         tok,
         lowercase=config.get("do_lower_case", True),
         strip_accents=config.get("strip_accents"),

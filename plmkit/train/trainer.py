@@ -9,15 +9,14 @@ so schedules and curricula follow the step count alone. Checkpoints (see state.p
 weights, optimizer, RNG, data cursor, clock and plan, so a resumed run is bit-identical to an
 uninterrupted one on CPU, time-budgeted or not. They are written every `save_every` steps,
 every `save_every_s` seconds of training, at the end, and when SIGTERM or SIGINT arrives
-(preempt.py: the run then exits non-zero after the step in flight). The
-cost of that guarantee is that evaluation runs with the RNG states saved and put back, and that
-each checkpoint holds the optimizer state (twice the weights) besides the weights.
+(preempt.py: the run then exits non-zero after the step in flight). The cost: evaluation runs
+with the RNG states saved and put back, and each checkpoint holds the optimizer state too.
 
 Several processes (torchrun, DDP): `no_sync` during accumulation, a stop decision all ranks
-agree on, rank 0 alone writing. Each rank's BatchSource yields that rank's batches
-(pretraining sources are seeded per rank, runtime.processes.data_seed; fine-tuning ones split a shared
-shuffle); a checkpoint gathers every rank's data cursor and generator states, so a run resumes
-exactly with as many processes as it was saved with (a test resumes a two-process CPU run
+agree on, rank 0 alone writing. Each rank's BatchSource yields that rank's batches (pretraining
+sources seeded per rank, runtime.processes.data_seed; fine-tuning ones split a shared shuffle);
+a checkpoint gathers every rank's data cursor and generator states, so a run resumes exactly
+with as many processes as it was saved with (a test resumes a two-process CPU run
 bit-identically). FSDP is not built.
 """
 
@@ -386,9 +385,8 @@ def _setup(
 
 
 def _restore(run: _Run, ckpt: Path) -> dict[str, Any]:
-    """Load a checkpoint into the run; return this rank's RNG states, to be applied just before
-    the loop. Each rank takes back its own data cursor, so a run resumes with as many processes
-    as it was saved with."""
+    """Load a checkpoint into the run; return this rank's RNG states (applied just before the
+    loop). Each rank takes back its own data cursor: resume with as many processes as saved."""
     restored = state.load_checkpoint(ckpt, run.model, run.optimizer)
     trainer = restored.trainer
     saved_world = trainer.get("world_size", 1)

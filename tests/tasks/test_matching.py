@@ -29,7 +29,7 @@ from plmkit.tasks.matching.embeddings import (
 )
 from plmkit.tasks.sampling import SampledBatches
 from plmkit.tasks.tables import Example, read_table
-from plmkit.text.tokenizer import train_tokenizer
+from plmkit.text.tokenizer_training import train_tokenizer
 
 AFQMC = TableConfig(text_column="0", text_pair_column="1", label_column="2", header=False)
 PAIRS = [

@@ -31,7 +31,7 @@ from plmkit.tasks.qa.features import (
 )
 from plmkit.tasks.qa.scores import cmrc_exact, cmrc_f1, qa_metrics, squad_f1, squad_normalize
 from plmkit.tasks.sampling import SampledBatches
-from plmkit.text.tokenizer import train_tokenizer
+from plmkit.text.tokenizer_training import train_tokenizer
 
 EN = (
     "The Eiffel Tower is in Paris. It was finished in 1889 by the company of Gustave Eiffel. "

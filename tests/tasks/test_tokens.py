@@ -33,7 +33,7 @@ from plmkit.tasks.ner.features import (
 )
 from plmkit.tasks.ner.schemes import tags_to_spans
 from plmkit.tasks.sampling import SampledBatches
-from plmkit.text.tokenizer import train_tokenizer
+from plmkit.text.tokenizer_training import train_tokenizer
 
 CORPUS = [
     "Johannesburg is in South Africa and Zhang Wei lives there .",

