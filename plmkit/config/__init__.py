@@ -272,6 +272,7 @@ class DemoConfig:
     budgets: list[int] = dataclasses.field(default_factory=lambda: [100, 500, 2000])  # labelled sentences
     min_finetune_steps: int = 150  # small budgets train for more epochs, up to this many steps
     tokenizer: TokenizerStageConfig = dataclasses.field(default_factory=_demo_tokenizer)
+    word_boundaries: str = "none"  # jieba: shards record word starts (with pretrain.objective.whole_word=true)
     pretrain: PretrainConfig = dataclasses.field(default_factory=_demo_pretrain)
     tapt: PretrainConfig = dataclasses.field(default_factory=_demo_tapt)  # task-adaptive: continue on the unlabelled reviews (train.max_steps 0 = off)
     seeds: int = 3  # fine-tuning seeds per cell; the table shows median (min–max)

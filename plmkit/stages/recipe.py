@@ -52,14 +52,14 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     tokenizer.run(dataclasses.replace(cfg.tokenizer, inputs=[str(files.corpus)], output=str(tok_dir)))
     shards = out / "shards"
     prepare.run(PrepareConfig(inputs=[str(files.corpus)], tokenizer=str(tok_dir), output=str(shards),
-                              corpus=cfg.tokenizer.corpus))
+                              corpus=cfg.tokenizer.corpus, word_boundaries=cfg.word_boundaries))
     pre_dir = out / "runs" / "pretrain"
     pre = pretrain.run(dataclasses.replace(cfg.pretrain, shards=str(shards), output=str(pre_dir)))
     init_dir, tapt = pre_dir, None
     if cfg.tapt.train.max_steps > 0:  # task-adaptive: continue on the unlabelled reviews alone
         review_shards = out / "shards-unlabelled"
         prepare.run(PrepareConfig(inputs=[str(files.unlabelled)], tokenizer=str(tok_dir),
-                                  output=str(review_shards),
+                                  output=str(review_shards), word_boundaries=cfg.word_boundaries,
                                   corpus=dataclasses.replace(cfg.tokenizer.corpus, doc_split="line")))
         init_dir = out / "runs" / "tapt"
         tapt = pretrain.run(dataclasses.replace(cfg.tapt, init=str(pre_dir), shards=str(review_shards),
