@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from plmkit.cli import main
 from test_task_contract import BERT, STEPS, _classification, sentence, write
+
+from plmkit.cli import main
 
 
 def test_seeds_folder_refuses_a_rerun_and_resumes(tmp_path: Path, capsys) -> None:
