@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers  # a missing test dependency fails, never skips
 from safetensors.torch import load_file
 
 from plmkit.checkpoint import load_into, read_checkpoint, resolve_model_dir, save_model
@@ -20,8 +21,6 @@ from plmkit.config import ModelConfig
 from plmkit.models.encoder import Encoder, PretrainingModel
 from plmkit.models.heads import SequenceClassifier
 from plmkit.runtime.errors import UserError
-
-transformers = pytest.importorskip("transformers")
 
 CFG = ModelConfig(
     vocab_size=1000,
@@ -188,7 +187,7 @@ def _minilm_dir() -> Path:
 @torch.no_grad()
 def test_third_party_minilm_matches_transformers() -> None:
     """A real BERT checkpoint (no "bert." prefix, an extra position_ids buffer) read into our Encoder."""
-    tokenizers = pytest.importorskip("tokenizers")
+    import tokenizers  # a missing test dependency fails, never skips
     directory = _minilm_dir()
     tokenizer = tokenizers.Tokenizer.from_file(str(directory / "tokenizer.json"))
     tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")

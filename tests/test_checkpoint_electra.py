@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers  # a missing test dependency fails, never skips
 from safetensors.torch import load_file, save_file
 
 from plmkit.checkpoint import load_into, read_checkpoint, save_model
@@ -25,8 +26,6 @@ from plmkit.models.electra import (
     sample_tokens,
 )
 from plmkit.runtime.errors import UserError
-
-transformers = pytest.importorskip("transformers")
 
 CFG = ModelConfig(vocab_size=1000, hidden_size=64, num_layers=2, num_heads=4,
                   intermediate_size=128, max_position=64)

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers  # a missing test dependency fails, never skips
 from safetensors.torch import load_file, save_file
 
 from plmkit.checkpoint import load_into, read_checkpoint, save_model
 from plmkit.config import ModelConfig
 from plmkit.models.decoder import CausalLM
 from plmkit.runtime.errors import UserError
-
-transformers = pytest.importorskip("transformers")
 
 CFG = ModelConfig(
     family="gpt",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers  # a missing test dependency fails, never skips
 from safetensors.torch import load_file
 
 from plmkit.checkpoint import load_into, read_checkpoint, save_model
@@ -23,8 +24,6 @@ from plmkit.config import GenerationConfig, ModelConfig
 from plmkit.models.generate import Seq2SeqDecoding, generate
 from plmkit.models.seq2seq import Seq2SeqLM
 from plmkit.runtime.errors import UserError
-
-transformers = pytest.importorskip("transformers")
 
 RELU_TIED = ModelConfig(
     family="t5",

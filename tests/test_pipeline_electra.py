@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers  # a missing test dependency fails, never skips
 
 from plmkit.checkpoint import load_into, read_checkpoint
 from plmkit.cli import main
@@ -21,8 +22,6 @@ from plmkit.models.electra import Discriminator, Generator
 from plmkit.models.heads import SequenceClassifier
 from plmkit.stages.demo_data import build_demo_data
 from plmkit.tasks.ner.peoples_daily import write_peoples_daily_ner
-
-transformers = pytest.importorskip("transformers")
 
 TINY = ["model.hidden_size=64", "model.num_layers=2", "model.num_heads=2",
         "model.intermediate_size=128", "model.max_position=64"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers  # noqa: F401  (a missing test dependency fails, never skips)
 
 from plmkit.config import ModelConfig
 from plmkit.models.decoder import CausalLM
@@ -17,7 +18,6 @@ from plmkit.objectives import causal_lm_loss
 
 from .tiny_gpt import VOCAB, hf_gpt2, left_padded, ours_from
 
-pytest.importorskip("transformers")
 TOL = 1e-4
 
 

@@ -17,7 +17,6 @@ from plmkit.runtime.errors import UserError
 
 from .tiny_gpt import VOCAB, hf_gpt2, left_padded, ours_from
 
-transformers = pytest.importorskip("transformers")
 LENGTHS = [7, 3, 11, 1]  # batched prompts of different lengths, left-padded
 PAD = 1  # not 0: Transformers' beam search fills with eos when pad_token_id is 0 (falsy)
 

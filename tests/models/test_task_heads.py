@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import transformers  # a missing test dependency fails, never skips
 
 from plmkit.checkpoint import save_model
 from plmkit.config import ModelConfig
 from plmkit.models.heads import SentenceEmbedder, SpanExtractor, TokenClassifier
-
-transformers = pytest.importorskip("transformers")
 
 CFG = ModelConfig(
     vocab_size=300, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_position=32

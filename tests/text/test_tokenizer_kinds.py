@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import pytest
+import transformers  # a missing test dependency fails, never skips
 from tokenizers import Tokenizer
 
 from plmkit.config import CorpusConfig, PrepareConfig, TokenizerStageConfig
@@ -31,7 +32,6 @@ from plmkit.text.tokenizer import (
 )
 from plmkit.text.tokenizer_training import train_tokenizer
 
-transformers = pytest.importorskip("transformers")
 KINDS = ("bpe", "unigram")
 TRICKY = [
     "Héllo Wörld, naïve café! ＡＢＣ１２３",
