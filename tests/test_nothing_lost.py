@@ -252,3 +252,97 @@ def test_time_budgeted_run_killed_and_resumed_equals_the_uninterrupted_one(tmp_p
     assert batches.progress == whole_batches.progress[probes + 8 :]  # the schedule replays exactly
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+TINY_MODEL = ["model.hidden_size=16", "model.num_heads=2", "model.intermediate_size=32",
+              "model.num_layers=1"]
+
+
+def tiny_pretrain(tmp: Path) -> tuple[Path, list[str]]:
+    corpus = user_corpus(tmp)
+    shards = tmp / "shards"
+    assert main(["prepare", f"inputs={corpus}", f"tokenizer={tokenizer(tmp, corpus)}",
+                 f"output={shards}", "workers=1"]) == 0
+    return shards, ["pretrain", f"shards={shards}", *TINY_MODEL, "train.max_steps=2",
+                    "train.batch_size=2", "objective.seq_len=16"]
+
+
+def test_finetune_and_export_refuse_an_input_its_parent_or_a_foreign_dir(tmp_path, capsys):
+    shards, pretrain = tiny_pretrain(tmp_path)
+    assert main([*pretrain, f"output={tmp_path / 'run'}"]) == 0
+    data = tmp_path / "labelled"
+    data.mkdir()
+    (data / "train.tsv").write_text("text\tlabel\n" + "".join(f"line {i}\t{i % 2}\n"
+                                                            for i in range(12)))
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("years of work\n")
+    before = checksums(tmp_path)
+    finetune = ["finetune", f"init={tmp_path / 'run'}", f"train_file={data / 'train.tsv'}",
+                "train.max_steps=1"]
+    for output, words in [(data / "train.tsv", "is the input"), (data, "contains the input"),
+                          (tmp_path, "contains the input"), (tmp_path / "run", "is the input"),
+                          (tmp_path / "run" / "ft", "inside the input"),
+                          (foreign, "not written by plmkit")]:
+        assert main([*finetune, f"output={output}"]) == 2
+        assert words in capsys.readouterr().err
+    export = ["export", f"model={tmp_path / 'run'}"]
+    for output, words in [(tmp_path / "run", "is the input"), (tmp_path, "contains the input"),
+                          (tmp_path / "run" / "hf", "inside the input"),
+                          (foreign, "not written by plmkit"), (shards, "not a `plmkit export`")]:
+        assert main([*export, f"output={output}"]) == 2
+        assert words in capsys.readouterr().err
+    assert checksums(tmp_path) == before
+
+
+def test_overwrite_replaces_a_run_keeping_the_old_one_until_the_new_one_is_complete(
+    tmp_path, capsys
+):
+    _, pretrain = tiny_pretrain(tmp_path)
+    run = tmp_path / "run"
+    assert main([*pretrain, f"output={run}"]) == 0
+    first = checksums(run / "final")
+    assert main([*pretrain, f"output={run}"]) == 2
+    assert "pass resume=true to continue it or overwrite=true" in capsys.readouterr().err
+    assert main([*pretrain, f"output={run}", "overwrite=true", "resume=true"]) == 2
+    assert "pass one of them" in capsys.readouterr().err
+    parked = tmp_path / ".run.old"
+
+    class Preempted(Exception):
+        pass
+
+    from plmkit.stages import pretrain as stage
+
+    real_fit = stage.fit
+
+    def fit_then_die(*args, **kwargs):
+        assert (parked / "final").is_dir() and checksums(parked / "final") == first
+        raise Preempted
+
+    stage.fit = fit_then_die
+    try:
+        with pytest.raises(Preempted):
+            main([*pretrain, f"output={run}", "overwrite=true", "train.seed=1"])
+    finally:
+        stage.fit = real_fit
+    assert checksums(parked / "final") == first  # the new run died: the old one is still there
+    assert main([*pretrain, f"output={run}", "overwrite=true", "train.seed=1"]) == 0
+    assert not parked.exists() and checksums(run / "final") != first
+    assert not (run / lock.LOCK).exists()  # released at the end, not only at exit
+
+
+def test_a_second_run_on_a_started_run_is_told_who_holds_it(tmp_path, capsys):
+    _, pretrain = tiny_pretrain(tmp_path)
+    run = tmp_path / "run"
+    assert main([*pretrain, f"output={run}"]) == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time\nfrom plmkit.runtime import lock\n"
+         f"lock.acquire({str(run)!r}); print('held', flush=True)\ntime.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main([*pretrain, f"output={run}", "resume=true", "train.max_steps=4"]) == 2
+        assert f"in use by pid {holder.pid}" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()

@@ -112,6 +112,7 @@ class PretrainConfig:
     output: str = "runs/pretrain"
     init: str | None = None  # start from a run or Hugging Face directory instead of random init
     resume: bool = False  # continue from the newest checkpoint in output
+    overwrite: bool = False  # replace an earlier `plmkit pretrain` run in output (kept until this one ends)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
@@ -131,6 +132,7 @@ class FinetuneConfig:
     dev_file: str | None = None
     output: str = "runs/finetune"
     resume: bool = False  # continue a killed or stopped run from its newest checkpoint
+    overwrite: bool = False  # replace an earlier `plmkit finetune` run in output (kept until this one ends)
     task: str = "classification"  # classification | regression | ner | qa | matching | seq2seq (label column = target)
     labels: list[str] | None = None  # label set; default: sorted labels seen in train_file
     max_length: int = 128  # tokens per input (seq2seq: per source)

@@ -21,14 +21,14 @@ from plmkit.runtime.console import print0
 from plmkit.runtime.devices import pick_device, seed_everything
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.files import atomic_write_text
-from plmkit.runtime.outputs import check_apart, write_marker
+from plmkit.runtime.outputs import check_apart
 from plmkit.runtime.processes import is_main_process
 from plmkit.stages.start import fit_rows, model_to_finetune, open_tokenizer, report
 from plmkit.tasks import sampling
 from plmkit.tasks.contract import TaskFamily, TaskModel
 from plmkit.tasks.metrics import format_value, markdown_table, spread
 from plmkit.tasks.registry import family_for_task
-from plmkit.train.state import check_fresh_output
+from plmkit.train.state import check_fresh_output, close_run, open_run
 from plmkit.train.trainer import check_train_config
 
 POOLINGS = ("cls", "mean")
@@ -62,7 +62,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     if cfg.seeds > 1:
         return run_seeds(cfg)
     run_dir = Path(cfg.output)
-    check_fresh_output(run_dir, resume=cfg.resume)
+    check_fresh_output(run_dir, resume=cfg.resume, overwrite=cfg.overwrite)
     init_dir, tokenizer_dir, tokenizer = open_tokenizer(cfg)
 
     settings = family.configure(cfg, tokenizer)
@@ -97,7 +97,9 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     save_model(model, model_cfg, run_dir / "final", family.architecture,
                extra_config=family.settings_to_config(settings), tokenizer_dir=tokenizer_dir)
     extra = family.summary(settings, train_set) if family.summary else {}
-    return report(run_dir, result, dev_metrics, shown=family.shown, **extra)
+    summary = report(run_dir, result, dev_metrics, shown=family.shown, **extra)
+    close_run(run_dir)
+    return summary
 
 
 def reinit_top(model: Any, cfg: FinetuneConfig, num_layers: int, initializer_range: float) -> None:
@@ -118,10 +120,9 @@ def run_seeds(cfg: FinetuneConfig) -> dict[str, Any]:
     run and each dev metric's median, min and max (`dev` is the median), results.md the same.
     Seeds show how much of a difference between two settings is luck."""
     out = Path(cfg.output)
-    check_fresh_output(out, resume=cfg.resume)
-    if is_main_process():
-        write_marker(out, "finetune")  # the seeds' folder is plmkit's: a rerun may resume it
-    runs = [run(dataclasses.replace(cfg, seeds=1, output=str(out / f"seed-{k}"),
+    check_fresh_output(out, resume=cfg.resume, overwrite=cfg.overwrite)
+    open_run(out)  # the seeds' folder is plmkit's (marked): a rerun may resume or replace it
+    runs = [run(dataclasses.replace(cfg, seeds=1, output=str(out / f"seed-{k}"), overwrite=False,
                                     train=dataclasses.replace(cfg.train, seed=cfg.train.seed + k)))
             for k in range(cfg.seeds)]
     if not is_main_process():
@@ -139,6 +140,7 @@ def run_seeds(cfg: FinetuneConfig) -> dict[str, Any]:
         atomic_write_text(out / "results.md", markdown_table([row], list(row)))
     print0(f"finetune: {cfg.seeds} seeds; dev median " + ", ".join(
         f"{n} {s['median']:.4f} ({s['min']:.4f}–{s['max']:.4f})" for n, s in spreads.items()))
+    close_run(out)
     return summary
 
 

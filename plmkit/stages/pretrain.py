@@ -55,7 +55,7 @@ from plmkit.runtime.processes import barrier, data_seed, is_main_process, start_
 from plmkit.text.shards import ShardReader, check_tokenizer
 from plmkit.text.tokenizer import continuation_mask, load_tokenizer, special_ids, token_roles
 from plmkit.text.words import han_share
-from plmkit.train.state import check_fresh_output, open_run
+from plmkit.train.state import check_fresh_output, close_run, open_run
 from plmkit.train.trainer import check_train_config, fit
 
 EVAL_BATCHES = 8
@@ -90,7 +90,8 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     _check_kind(cfg)
     check_train_config(cfg.train)
     start_processes(cfg.train.device)
-    check_fresh_output(run_dir, cfg.resume, verb="pretrain", inputs=[cfg.shards, cfg.init])
+    check_fresh_output(run_dir, cfg.resume, verb="pretrain", inputs=[cfg.shards, cfg.init],
+                       overwrite=cfg.overwrite)
     barrier()  # no rank writes before every rank has checked the output directory
     train_split = ShardReader(cfg.shards, "train")
     if train_split.num_sentences == 0:
@@ -158,6 +159,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     loss_key, acc_key = objective.headline
     print0(f"pretrain: {result.steps} steps in {result.train_time_s:.0f}s, "
            f"{loss_key} {end[loss_key]:.3f}, {acc_key} {end[acc_key]:.3f} → {run_dir}/final")
+    close_run(run_dir)
     return summary
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
 import shutil
@@ -42,11 +43,12 @@ from plmkit.config import TrainConfig, to_dict
 from plmkit.runtime import lock
 from plmkit.runtime.console import print0
 from plmkit.runtime.errors import UserError
-from plmkit.runtime.files import atomic_dir
+from plmkit.runtime.files import atomic_dir, fsync_dir
 from plmkit.runtime.outputs import (
     MARKER,
     check_apart,
     claim_output,
+    old_copy,
     read_marker,
     remove_leftovers,
     write_marker,
@@ -61,7 +63,7 @@ MANIFEST = "manifest.json"  # every file of a checkpoint with its size and SHA-2
 # how long to run, how often to look, and speed-only settings.
 MAY_CHANGE_ON_RESUME = frozenset(
     ["max_steps", "max_time_s", "eval_every", "save_every", "log_every"]
-    + ["compile", "compile_dynamic", "threads", "device", "resume", "save_every_s"]
+    + ["compile", "compile_dynamic", "threads", "device", "resume", "overwrite", "save_every_s"]
 )
 
 _claims: dict[Path, tuple[str, tuple, bool]] = {}  # checked run dir → (verb, inputs, resume)
@@ -98,41 +100,75 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def check_fresh_output(run_dir: str | Path, resume: bool, *, verb: str = "finetune",
-                       inputs: Iterable[str | Path | None] = ()) -> None:
-    """Check, before a stage reads its data, that `run_dir` may take a training run: refuse an
-    output that is, holds or sits in one of `inputs`, a directory plmkit did not write, another
-    verb's output, another run (unless `resume`), or a run directory another live process holds.
-    Nothing is written here; `open_run`, at the run's first write, takes the claim. Under
-    torchrun rank 0 alone checks and claims (the stage's barrier orders the others)."""
+                       inputs: Iterable[str | Path | None] = (), overwrite: bool = False) -> None:
+    """Check, before a stage reads its data, that `run_dir` may take a training run: refuse a
+    run directory another live process holds, an output that is, holds or sits in one of
+    `inputs`, a directory plmkit did not write, another verb's output, or another run (unless
+    `resume` continues it or `overwrite` replaces it). Nothing is written here; `open_run`, at
+    the run's first write, takes the claim. Under torchrun rank 0 alone checks and claims (the
+    stage's barrier orders the others)."""
+    if resume and overwrite:
+        raise UserError(f"{run_dir}: resume=true continues the run there and overwrite=true "
+                        "replaces it; pass one of them")
     if rank() != 0:
         return
     run_dir = Path(run_dir)
-    _check_claim(run_dir, resume, verb, tuple(inputs))
-    lock.check_free(run_dir)
-    _claims[run_dir.resolve()] = (verb, tuple(inputs), resume)
+    lock.check_free(run_dir)  # first: a second run is told who holds it, not that it exists
+    _check_claim(run_dir, resume, verb, tuple(inputs), overwrite)
+    _claims[run_dir.resolve()] = (verb, tuple(inputs), resume, overwrite)
 
 
 def open_run(run_dir: str | Path) -> None:
-    """Just before a run's first write: check the output again, take the one-writer lock, mark the
-    directory as the verb's, and remove temporary checkpoints a killed run left (rank 0 only)."""
+    """Just before a run's first write: check the output again, park a run that `overwrite`
+    replaces (see `set_aside`), take the one-writer lock, mark the directory as the verb's, and
+    remove temporary checkpoints a killed run left (rank 0 only)."""
     if rank() != 0:
         return
     run_dir = Path(run_dir)
     claim = _claims.pop(run_dir.resolve(), None)
     if claim is not None:
-        _check_claim(run_dir, claim[2], claim[0], claim[1])
+        verb, inputs, resume, overwrite = claim
+        _check_claim(run_dir, resume, verb, inputs, overwrite)
+        if overwrite:
+            set_aside(run_dir)
     lock.acquire(run_dir)
     if claim is not None or read_marker(run_dir) is None:
         write_marker(run_dir, claim[0] if claim is not None else "train")
     remove_leftovers(run_dir / CHECKPOINTS, "step-*")
 
 
-def _check_claim(run_dir: Path, resume: bool, verb: str, inputs: tuple) -> None:
+def set_aside(run_dir: Path) -> None:
+    """Move the run that `overwrite=true` replaces to `.NAME.old`, where it stays until the new run
+    is complete (`close_run`). A new run stopped before then leaves both; overwriting again
+    keeps the last complete one (the parked run, unless the one in `run_dir` finished)."""
+    if not run_dir.is_dir() or all(p.name == lock.LOCK for p in run_dir.iterdir()):
+        return
+    old = old_copy(run_dir)
+    if old.exists():
+        if not (run_dir / "final").exists():  # an unfinished replacement: the parked run stays
+            shutil.rmtree(run_dir)
+            return
+        shutil.rmtree(old)
+    os.replace(run_dir, old)
+    fsync_dir(run_dir.parent)
+
+
+def close_run(run_dir: str | Path) -> None:
+    """A run is complete (its final model written): drop the run it replaced, release the lock."""
+    if rank() != 0:
+        return
+    shutil.rmtree(old_copy(run_dir), ignore_errors=True)
+    lock.release(run_dir)
+
+
+def _check_claim(run_dir: Path, resume: bool, verb: str, inputs: tuple,
+                 overwrite: bool = False) -> None:
     if resume and read_marker(run_dir) is None and list_checkpoints(run_dir):
         check_apart(run_dir, inputs)  # a run from before markers: resuming adds, destroys nothing
         return
-    hint = "pass resume=true to continue it" if verb == "pretrain" else ""
-    claim_output(run_dir, verb, inputs, replace=resume or _never_saved(run_dir, verb), hint=hint)
+    hint = "pass resume=true to continue it or overwrite=true to replace it"
+    claim_output(run_dir, verb, inputs, replace=resume or overwrite or _never_saved(run_dir, verb),
+                 hint=hint)
 
 
 def _never_saved(run_dir: Path, verb: str) -> bool:
