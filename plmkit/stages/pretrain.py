@@ -138,7 +138,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     start_file = run_dir / "start_metrics.json"
     main = is_main_process()
-    if main and not cfg.resume:  # on resume the trainer checks the config against the saved one
+    if main and not (cfg.resume and start_file.is_file()):  # a resume keeps the first run's
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
         atomic_write_text(start_file, json.dumps(objective.evaluate(model.to(device))))
     start = json.loads(start_file.read_text(encoding="utf-8")) if main and start_file.is_file() else {}

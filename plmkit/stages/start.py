@@ -105,7 +105,8 @@ def fit_rows(model: nn.Module, rows: Sized, collate: Callable[[Any, Any], dict],
                              drop_last=drop_last, rank=rank(), world=world_size())
     start_processes(train_cfg.device)
     barrier()  # every rank has checked the output directory before rank 0 writes into it
-    if is_main_process() and not cfg.resume:  # on resume the trainer checks the saved config
+    # on resume the trainer checks the config against the saved one
+    if is_main_process() and not (cfg.resume and (run_dir / "config.yaml").is_file()):
         open_run(run_dir)  # the run's lock and marker, before its first write
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))

@@ -328,12 +328,17 @@ def check_train_config(cfg: TrainConfig) -> None:
 
 
 def _checkpoint_to_resume(run_dir: Path, resume: bool) -> Path | None:
-    """The checkpoint to resume from; a fresh run must not mix with an old run's checkpoints."""
+    """The checkpoint to resume from; a fresh run must not mix with an old run's checkpoints.
+    `resume` over a run that never reached its first checkpoint starts it from step 0, so a
+    job script can always pass resume=true (a preemption may come before the first save)."""
     where = run_dir / state.CHECKPOINTS
     if not resume:
         if state.latest_checkpoint(run_dir) is not None:
             raise UserError(f"{where} already holds checkpoints: resume the run or train into a "
                             "new directory")
+        return None
+    if not state.list_checkpoints(run_dir):
+        print0(f"resume: no checkpoint in {where} yet; starting the run from step 0")
         return None
     ckpt = state.usable_checkpoint(run_dir)  # the newest that is whole
     if ckpt is None:

@@ -149,9 +149,24 @@ def test_changed_run_config_names_the_field(finished_run):
         )
 
 
-def test_resume_without_checkpoint_is_refused(tmp_path):
-    with pytest.raises(UserError, match="no checkpoint to resume in .*checkpoints"):
-        fit(ToyNet(), ToyBatches(8), toy_loss, toy_config(), tmp_path, resume=True)
+def test_resume_before_the_first_checkpoint_starts_at_step_0(tmp_path, capsys):
+    torch.manual_seed(0)
+    fresh = ToyNet()
+    fit(fresh, ToyBatches(8), toy_loss, toy_config(max_steps=4), tmp_path / "fresh")
+    torch.manual_seed(0)
+    resumed = ToyNet()
+    fit(resumed, ToyBatches(8), toy_loss, toy_config(max_steps=4), tmp_path / "r", resume=True)
+    assert "no checkpoint in" in capsys.readouterr().out
+    for a, b in zip(fresh.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_resume_when_every_checkpoint_is_torn_is_refused(finished_run):
+    for _, ckpt in list_checkpoints(finished_run):
+        weights = ckpt / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:50])
+    with pytest.raises(UserError, match="no checkpoint to resume in .*none there is whole"):
+        fit(ToyNet(), ToyBatches(8), toy_loss, toy_config(), finished_run, resume=True)
 
 
 def test_fresh_run_over_old_checkpoints_is_refused(finished_run):
