@@ -22,6 +22,7 @@ from typing import Any
 
 from plmkit import config as C
 from plmkit.runtime.errors import UserError
+from plmkit.runtime.lock import release_all
 from plmkit.runtime.processes import world_size
 
 VERBS: dict[str, tuple[type, str, str]] = {
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             stage_runner(ns.verb)(cfg)
     except UserError as err:
+        release_all()  # a refused run leaves no lock behind, in this process or after it
         print(f"plmkit {ns.verb}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

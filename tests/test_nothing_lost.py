@@ -346,3 +346,18 @@ def test_a_second_run_on_a_started_run_is_told_who_holds_it(tmp_path, capsys):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_temporary_folder_killed_before_its_marker_is_cleaned_by_the_pid_in_its_name(tmp_path):
+    from plmkit.runtime.outputs import remove_leftovers
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = tmp_path / f".step-5.{dead.pid}-x1.tmp"
+    alive = tmp_path / ".step-5.1-x2.tmp"  # pid 1 runs; a folder with files is never guessed at
+    full = tmp_path / f".step-5.{dead.pid}-x3.tmp"
+    for folder in (gone, alive, full):
+        folder.mkdir()
+    (full / "data.bin").write_bytes(b"x")
+    assert remove_leftovers(tmp_path, "step-*") == [gone]
+    assert alive.is_dir() and full.is_dir()

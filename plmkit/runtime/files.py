@@ -81,7 +81,9 @@ def atomic_dir(path: str | Path, verb: str) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted_replace(path)
     remove_leftovers(path.parent, path.name)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    # the pid in the name: a kill before the marker is written still names the owner
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-",
+                                suffix=".tmp"))
     try:
         write_marker(tmp, verb)
         yield tmp

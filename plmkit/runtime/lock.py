@@ -133,9 +133,10 @@ def _register(path: Path, created: bool) -> Path:
     return path
 
 
-def _release_all() -> None:
+def release_all() -> None:
+    """Give up every lock this process holds (at exit, and when a stage stops on a UserError)."""
     for path in list(_held):
         release(path.parent)
 
 
-atexit.register(_release_all)
+atexit.register(release_all)

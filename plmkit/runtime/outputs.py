@@ -141,9 +141,22 @@ def remove_leftovers(parent: str | Path, name: str) -> list[Path]:
         return removed
     for tmp in parent.glob(f".{name}.*.tmp"):
         marker = read_marker(tmp)
-        if not tmp.is_dir() or marker is None or marker.get("host") != socket.gethostname():
+        if not tmp.is_dir():
+            continue
+        if marker is None:  # killed before its marker: an empty folder whose name holds the pid
+            pid = _pid_in_name(tmp.name)
+            if pid is None or any(tmp.iterdir()):
+                continue
+            marker = {"pid": pid, "host": socket.gethostname()}
+        if marker.get("host") != socket.gethostname():
             continue
         if marker.get("pid") != os.getpid() and not process_alive(int(marker.get("pid", -1))):
             shutil.rmtree(tmp, ignore_errors=True)
             removed.append(tmp)
     return removed
+
+
+def _pid_in_name(name: str) -> int | None:
+    """The pid in `.NAME.PID-XXXX.tmp` (runtime.files.atomic_dir's temporary names), or None."""
+    owner = name.removesuffix(".tmp").rsplit(".", 1)[-1].split("-", 1)[0]
+    return int(owner) if owner.isdigit() else None

@@ -132,8 +132,10 @@ def open_run(run_dir: str | Path) -> None:
         if overwrite:
             set_aside(run_dir)
     lock.acquire(run_dir)
-    if claim is not None or read_marker(run_dir) is None:
-        write_marker(run_dir, claim[0] if claim is not None else "train")
+    verb = claim[0] if claim is not None else "train"
+    marker = read_marker(run_dir)
+    if marker is None or (claim is not None and marker["verb"] != verb):
+        write_marker(run_dir, verb)
     remove_leftovers(run_dir / CHECKPOINTS, "step-*")
 
 
