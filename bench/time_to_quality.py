@@ -88,7 +88,7 @@ def main() -> None:
         with clock("tokenizer"):
             tokenizer.run(from_dict(TokenizerStageConfig, recipe.get("tokenizer"),
                                     base=TokenizerStageConfig(inputs=[args.enwiki], output=str(tok_dir))))
-    if not (shards / "manifest.json").is_file():
+    if not (shards / "header.json").is_file():
         with clock("prepare"):
             prepare.run(from_dict(PrepareConfig, recipe.get("prepare"),
                                   base=PrepareConfig(inputs=[args.enwiki], tokenizer=str(tok_dir),
