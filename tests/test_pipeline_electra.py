@@ -143,3 +143,17 @@ def test_export_keeps_an_electra_run_electra(pipeline: dict[str, Path], tmp_path
         config = json.loads((tmp_path / sub / "config.json").read_text())
         assert config["architectures"] == [name], config
     transformers.ElectraModel.from_pretrained(tmp_path / "bare")
+
+
+def test_an_electra_run_continues_from_an_electra_run(pipeline: dict[str, Path]) -> None:
+    """Task-adaptive pretraining after ELECTRA (the demo's second stage): `init=` an ELECTRA run
+    takes its discriminator and its generator (whose file has no pooler) and trains on."""
+    out = pipeline["root"] / "continued"
+    cli("pretrain", f"init={pipeline['pre']}", f"shards={pipeline['root'] / 'shards'}",
+        f"output={out}", "objective.kind=electra", "objective.generator_size=0.5",
+        "objective.seq_len=64", "train.max_steps=5", "train.batch_size=16")
+    before = read_checkpoint(pipeline["pre"] / "final" / "generator").weights
+    after = read_checkpoint(out / "final" / "generator").weights
+    assert before.keys() == after.keys()
+    moved = max((after[k] - before[k]).abs().max().item() for k in before)
+    assert moved > 0, "the continued generator did not train"

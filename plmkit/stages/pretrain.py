@@ -284,7 +284,8 @@ def _load_init(model: torch.nn.Module, init: Any, init_path: str) -> None:
     load_into(model.discriminator, init)
     generator_dir = resolve_model_dir(init_path) / "generator"
     if (generator_dir / "config.json").is_file():
-        load_into(model.generator, read_checkpoint(generator_dir), require_heads=True)
+        load_into(model.generator, read_checkpoint(generator_dir), require_heads=True,
+                  architecture="ElectraForMaskedLM")  # its file holds no pooler
     else:
         print0(f"pretrain: {init_path} has no generator/; the generator starts from random init")
 
