@@ -3,8 +3,9 @@ fixed number of steps → SST-2 at a few label budgets, against the same network
 and TF-IDF baselines, all scored on SST-2 dev (its labelled test split is not in ../shared).
 
 The demo's settings, unchanged (they were chosen on the Chinese demo's dev split, none on SST-2):
-its model shape, pretraining schedule and both fine-tuning recipes (`DemoConfig().pretrain`,
-`.finetune`, `.scratch`); only the tokenizer is English (WordPiece, lowercased). Every stage
+its model shape, pretraining schedule (for 3,500 steps by default: the demo's 6,000 would take
+this over 30 CPU minutes) and both fine-tuning recipes (`DemoConfig().pretrain`, `.finetune`,
+`.scratch`); only the tokenizer is English (WordPiece, lowercased). Every stage
 writes under --work and is skipped when its output is already there, so an interrupted run
 continues; the table goes to WORK/report.md.
 
