@@ -215,7 +215,7 @@ def same_encoding(dev: list[Sentence], names: list[str], max_length: int) -> tup
     """(dev sentences both sides encode to the same ids and label positions, windows plmkit cut)."""
     from transformers import AutoTokenizer
 
-    from plmkit.tasks.classification.features import LabelSet
+    from plmkit.tasks.classification.schema import LabelSet
     from plmkit.tasks.ner.data import TaggedSentence
     from plmkit.tasks.ner.features import encode_tagged
     from plmkit.text.tokenizer import load_tokenizer

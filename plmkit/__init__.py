@@ -4,7 +4,7 @@ The public API is the stage functions (each the same function its CLI verb runs)
 predictor for whatever task a fine-tuned directory holds: `load(dir).predict(inputs)`), and the
 task-specific views of a text generator (`load_generator`), an extractive QA reader
 (`load_reader`) and a sentence embedder (`load_embedder`: vectors, similarity, search). Imports are lazy so
-`import plmkit` stays cheap.
+`import plmkit` stays cheap, and `load` of an ONNX form imports no torch.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ def __getattr__(name: str) -> Any:
     if name in _STAGES:
         return importlib.import_module(f"plmkit.stages.{_STAGES[name]}").run
     if name == "load":
-        from plmkit.serve.predictor import Predictor
+        from plmkit.serve.forms import load
 
-        return Predictor.load
+        return load
     if name == "load_generator":
         from plmkit.serve.generator import Generator
 

@@ -186,12 +186,17 @@ class SuiteConfig:
 
 @dataclasses.dataclass
 class ExportConfig:
-    """`plmkit export`: write a model as a Hugging Face directory of a chosen architecture."""
+    """`plmkit export`: a model as a Hugging Face directory of a chosen architecture, or as ONNX
+    (fp32 and int8) with a gate table of what each form costs in accuracy and buys in speed."""
 
     model: str = "runs/pretrain"  # run dir or Hugging Face dir
     output: str = "export"
     overwrite: bool = False  # replace an earlier `plmkit export` output (never anything else)
     architecture: str = "auto"  # auto (as trained) | BertForMaskedLM | BertModel | GPT2Model | T5EncoderModel | …
+    format: str = "hf"  # hf (a Hugging Face directory) | onnx | int8 | onnx,int8 (fine-tuned classifiers)
+    eval_file: str | None = None  # onnx/int8: labelled dev rows; each form is checked, scored and timed on them
+    max_drop: float = 1.0  # onnx/int8: a form whose dev metric falls more points than this is not written
+    per_channel: str = "auto"  # int8: auto (whichever scores better on eval_file) | true | false
 
 
 @dataclasses.dataclass

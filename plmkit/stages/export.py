@@ -4,7 +4,8 @@ A pretraining run's `final/` is already a Hugging Face directory (`BertForPreTra
 `GPT2LMHeadModel` or `T5ForConditionalGeneration`); export re-writes it as another architecture
 of the same family when a user's downstream code expects one (`BertForMaskedLM`, a bare
 `BertModel`, `ElectraModel`, `GPT2Model`, `T5EncoderModel`, …), and copies fine-tuned models as they are. All of
-it goes through plmkit.checkpoint's one map per family.
+it goes through plmkit.checkpoint's one map per family. `format=onnx|int8` hands over to
+stages/export_onnx.py (the ONNX forms and their gate).
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ HEAD_KEYS = ("id2label", "label2id", "problem_type", "plmkit_pooling", "plmkit_t
 
 
 def run(cfg: ExportConfig) -> Path:
-    """Write `cfg.model` to `cfg.output` as `cfg.architecture`."""
+    """Write `cfg.model` to `cfg.output` as `cfg.architecture` (format=hf) or as its ONNX forms."""
+    if cfg.format != "hf":
+        from plmkit.stages import export_onnx  # onnx, onnxruntime: only when asked for
+
+        export_onnx.run(cfg)
+        return Path(cfg.output)
     source = resolve_model_dir(cfg.model)
     claim_output(cfg.output, "export", [cfg.model], replace=cfg.overwrite)
     checkpoint = read_checkpoint(source)

@@ -51,7 +51,8 @@ from plmkit.runtime.console import print0
 from plmkit.runtime.devices import pick_device, seed_everything
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.files import atomic_dir, atomic_write_text
-from plmkit.runtime.processes import barrier, data_seed, is_main_process, start_processes
+from plmkit.runtime.group import barrier, start_processes
+from plmkit.runtime.processes import data_seed, is_main_process
 from plmkit.text.shards import ShardReader, check_tokenizer
 from plmkit.text.tokenizer import continuation_mask, load_tokenizer, special_ids, token_roles
 from plmkit.text.words import han_share

@@ -31,7 +31,8 @@ from plmkit.config import (
 from plmkit.runtime.console import print0
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.files import atomic_write_text
-from plmkit.runtime.processes import barrier, is_main_process, rank, start_processes, world_size
+from plmkit.runtime.group import barrier, start_processes
+from plmkit.runtime.processes import is_main_process, rank, world_size
 from plmkit.tasks.metrics import markdown_table
 from plmkit.tasks.sampling import SampledBatches, steps_for_epochs
 from plmkit.text.tokenizer import load_tokenizer

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from plmkit.runtime.errors import UserError
+from plmkit.tasks.arrays import INPUT_KEYS, longest_first, pad_rows
 
 Rows = TypeVar("Rows", bound=Sized)
-INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # pad_inputs' keys, model order
 
 
 class SampledBatches(Generic[Rows]):
@@ -106,22 +106,8 @@ def steps_for_epochs(epochs: float, num_rows: int, batch_size: int, grad_accum: 
 def pad_inputs(
     rows: Sequence[Sequence[int]], pad_id: int, type_rows: Sequence[Sequence[int]] | None = None
 ) -> dict[str, torch.Tensor]:
-    """Encoder inputs for token-id rows, right-padded to the longest: input_ids (pad_id at the
-    padding), attention_mask (1 = token) and token_type_ids (from `type_rows`, else all 0)."""
-    longest = max(len(r) for r in rows)
-    input_ids = np.full((len(rows), longest), pad_id, dtype=np.int64)  # (B, T)
-    type_ids = np.zeros((len(rows), longest), dtype=np.int64)
-    mask = np.zeros((len(rows), longest), dtype=np.int64)
-    for i, row in enumerate(rows):
-        input_ids[i, : len(row)] = row
-        mask[i, : len(row)] = 1
-        if type_rows is not None:
-            type_ids[i, : len(row)] = type_rows[i]
-    return {
-        "input_ids": torch.from_numpy(input_ids),
-        "attention_mask": torch.from_numpy(mask),
-        "token_type_ids": torch.from_numpy(type_ids),
-    }
+    """`arrays.pad_rows` as tensors: input_ids, attention_mask and token_type_ids (B, T)."""
+    return {key: torch.from_numpy(value) for key, value in pad_rows(rows, pad_id, type_rows).items()}
 
 
 def predict_batches(
@@ -135,13 +121,11 @@ def predict_batches(
     padding); the model runs in eval mode under inference_mode, which also holds for the
     caller's code between batches, and gets its train/eval mode back at the end."""
     device = torch.device(device)
-    order = np.argsort(-np.asarray(lengths), kind="stable")
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
+            for rows in longest_first(lengths, batch_size):
                 batch = collate(rows)
                 yield rows, model(*(batch[key].to(device) for key in INPUT_KEYS))
     finally:

@@ -21,16 +21,15 @@ from plmkit.runtime.errors import UserError
 from plmkit.tasks.classification.baseline import tfidf_baseline
 from plmkit.tasks.classification.features import (
     EncodedSet,
-    Example,
-    LabelSet,
     classification_loss,
     collate_examples,
     encode_examples,
     evaluate_logits,
     predict_logits,
 )
+from plmkit.tasks.classification.schema import LabelSet
 from plmkit.tasks.sampling import SampledBatches
-from plmkit.tasks.tables import read_table
+from plmkit.tasks.tables import Example, read_table
 
 SST2 = TableConfig(text_column="sentence")
 WORDS = "the a movie film good bad great dull plot actors was is very not".split()

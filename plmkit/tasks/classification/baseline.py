@@ -14,8 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from plmkit.runtime.errors import UserError
-from plmkit.tasks.classification.features import Example, LabelSet
+from plmkit.tasks.classification.schema import LabelSet
 from plmkit.tasks.metrics import classification_metrics
+from plmkit.tasks.tables import Example
 
 PAIR_SEPARATOR = " ||| "  # joins text and text_pair into one document
 

@@ -26,79 +26,10 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from plmkit.runtime.errors import UserError
+from plmkit.tasks.classification.schema import LabelSet, tokenize
 from plmkit.tasks.metrics import classification_metrics, regression_metrics
 from plmkit.tasks.sampling import pad_inputs, predict_batches
 from plmkit.tasks.tables import Example, check_task
-
-MIN_MAX_LENGTH = 8  # [CLS] A [SEP] B [SEP] plus a few tokens of text
-
-
-# ----------------------------------------------------------------------------- labels
-
-
-class LabelSet:
-    """The ordered label names of a classifier: name ⇄ id, saved as Hugging Face id2label."""
-
-    def __init__(self, labels: Sequence[str], source: str = "the configured labels") -> None:
-        self.names = [str(name).strip() for name in labels]
-        self.source = source  # said in errors: "(from the training file train.tsv)"
-        if not self.names:
-            raise UserError(f"label set from {source} is empty")
-        if len(set(self.names)) != len(self.names):
-            dup = next(n for n in self.names if self.names.count(n) > 1)
-            raise UserError(f"label set from {source} lists '{dup}' twice")
-        self._ids = {name: i for i, name in enumerate(self.names)}
-
-    @classmethod
-    def from_examples(cls, examples: Sequence[Example]) -> LabelSet:
-        """Sorted unique labels of labelled examples; numeric-looking labels sort as numbers."""
-        names = {str(ex.label) for ex in examples if ex.label is not None}
-        source = f"the training file {examples[0].source}" if examples else "the training file"
-        if not names:
-            raise UserError(f"no labels in {source}")
-        return cls(sorted(names, key=_label_sort_key), source)
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def index(self, label: str | float, where: str) -> int:
-        """The id of `label`; an unknown label is a UserError naming `where` (FILE:LINE)."""
-        name = str(label).strip()
-        if name not in self._ids:
-            shown = ", ".join(self.names[:20]) + (", …" if len(self.names) > 20 else "")
-            raise UserError(
-                f"{where}: label '{name}' is not in the label set [{shown}] (from {self.source})"
-            )
-        return self._ids[name]
-
-    def to_config(self) -> dict[str, dict]:
-        """`id2label` (string keys, as Hugging Face writes them) and `label2id` for config.json."""
-        return {
-            "id2label": {str(i): name for i, name in enumerate(self.names)},
-            "label2id": {name: i for i, name in enumerate(self.names)},
-        }
-
-    @classmethod
-    def from_config(cls, config: dict, source: str = "the model's config") -> LabelSet:
-        """The label set saved by `to_config` (or any Hugging Face config.json with id2label)."""
-        id2label = config.get("id2label")
-        if not isinstance(id2label, dict) or not id2label:
-            raise UserError(f"{source}: no id2label mapping")
-        try:
-            ids = {int(key): str(name) for key, name in id2label.items()}
-        except ValueError:
-            raise UserError(f"{source}: id2label keys must be integers") from None
-        if sorted(ids) != list(range(len(ids))):
-            raise UserError(f"{source}: id2label ids must be 0..{len(ids) - 1}")
-        return cls([ids[i] for i in range(len(ids))], source)
-
-
-def _label_sort_key(name: str) -> tuple[int, float, str]:
-    try:
-        return (0, float(name), name)
-    except ValueError:
-        return (1, 0.0, name)
-
 
 # ----------------------------------------------------------------------------- tokenizing
 
@@ -129,27 +60,10 @@ def encode_examples(
     labels: LabelSet | None,
     task: str = "classification",
 ) -> EncodedSet:
-    """Tokenize with [CLS]/[SEP] and pair type ids, truncating longest-first to max_length."""
+    """Tokenize (schema.tokenize) and attach the label ids or regression targets."""
     check_task(task)
-    if max_length < MIN_MAX_LENGTH:
-        raise UserError(
-            f"max_length={max_length} cannot hold [CLS]/[SEP] and text; use at least {MIN_MAX_LENGTH}"
-        )
-    if tokenizer.post_processor is None:
-        raise UserError("the tokenizer has no post-processor to add [CLS] and [SEP]")
-    work = Tokenizer.from_str(tokenizer.to_str())  # a copy: the caller's settings stay as they are
-    work.no_padding()
-    work.enable_truncation(max_length, strategy="longest_first")
-    inputs = [ex.text if ex.text_pair is None else (ex.text, ex.text_pair) for ex in examples]
-    encodings = work.encode_batch(inputs)
-    pad_id = tokenizer.token_to_id("[PAD]")
-    return EncodedSet(
-        input_ids=[np.asarray(enc.ids, dtype=np.int32) for enc in encodings],
-        token_type_ids=[np.asarray(enc.type_ids, dtype=np.int8) for enc in encodings],
-        labels=_label_tensor(examples, labels, task),
-        task=task,
-        pad_id=0 if pad_id is None else pad_id,
-    )
+    input_ids, type_ids, pad_id = tokenize(tokenizer, examples, max_length)
+    return EncodedSet(input_ids, type_ids, _label_tensor(examples, labels, task), task, pad_id)
 
 
 def _label_tensor(

@@ -11,41 +11,33 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from tokenizers import Tokenizer
 
 from plmkit.config import (
     FinetuneConfig,
     ModelConfig,
-    PredictConfig,
-    TableConfig,
-    from_dict,
     to_dict,
 )
 from plmkit.models.heads import SequenceClassifier
-from plmkit.runtime.errors import UserError
 from plmkit.tasks.classification.features import (
-    LabelSet,
     classification_loss,
     collate_examples,
     encode_examples,
     evaluate_logits,
     predict_logits,
 )
+from plmkit.tasks.classification.schema import (
+    ClassifierSettings,
+    LabelSet,
+    inputs,
+    parse,
+    predictions,
+    settings_from_config,
+    shown,
+)
 from plmkit.tasks.contract import Prediction, TaskFamily, TaskModel, jsonl_dump
-from plmkit.tasks.inputs import prediction_texts
 from plmkit.tasks.tables import Example, read_table
 from plmkit.text.tokenizer import special_ids
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassifierSettings:
-    task: str  # classification | regression
-    max_length: int
-    table: TableConfig
-    pooling: str
-    labels: LabelSet | None = None  # None for regression (and until the training rows fix it)
 
 
 def configure(cfg: FinetuneConfig, tokenizer: Tokenizer) -> ClassifierSettings:
@@ -95,56 +87,17 @@ def settings_to_config(settings: ClassifierSettings) -> dict[str, Any]:
     return extra
 
 
-def settings_from_config(hf: dict, cfg: ModelConfig, model_dir: Path) -> ClassifierSettings:
-    info = hf.get("plmkit_task") or {}
-    task = info.get("task") or ("regression" if hf.get("problem_type") == "regression"
-                                else "classification")
-    labels = LabelSet.from_config(hf) if task == "classification" else None
-    if task == "classification" and labels is None:
-        raise UserError(f"{model_dir}/config.json: no id2label: not a fine-tuned classifier")
-    table = from_dict(TableConfig, info.get("table"), "plmkit_task.table")
-    return ClassifierSettings(task, info.get("max_length", 128), table,
-                              hf.get("plmkit_pooling", "cls"), labels)
-
-
 def score(tm: TaskModel, rows: list[Example], batch_size: int) -> tuple[dict, list[Prediction]]:
     s = tm.settings
     encoded = encode_examples(tm.tokenizer, rows, s.max_length, s.labels, s.task)
     logits = predict_logits(tm.model, encoded, batch_size, tm.device)
-    return evaluate_logits(logits, encoded, s.task, s.labels), _predictions(logits, s)
+    return evaluate_logits(logits, encoded, s.task, s.labels), predictions(logits, s)
 
 
 def predict(tm: TaskModel, rows: list[Example], batch_size: int) -> list[Prediction]:
     s = tm.settings
     encoded = encode_examples(tm.tokenizer, rows, s.max_length, None, s.task)
-    return _predictions(predict_logits(tm.model, encoded, batch_size, tm.device), s)
-
-
-def _predictions(logits: np.ndarray, settings: ClassifierSettings) -> list[Prediction]:
-    """The label (or score, for regression) and class probabilities of every row."""
-    if settings.labels is None:
-        return [{"label": float(row[0]), "probabilities": {}} for row in logits]
-    probs = torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
-    names = settings.labels.names
-    return [{"label": names[int(p.argmax())],
-             "probabilities": {n: float(v) for n, v in zip(names, p, strict=True)}} for p in probs]
-
-
-def parse(value: Any, index: int) -> Example:
-    """A text, or a (text, second sentence) pair."""
-    text, pair = (value, None) if isinstance(value, str) else tuple(value)
-    return Example(text, pair, None, index + 1)
-
-
-def inputs(cfg: PredictConfig, settings: ClassifierSettings) -> list[tuple[dict, Example]]:
-    paired = settings.table.text_pair_column is not None
-    return [(_shown(parse(value, i)), parse(value, i))
-            for i, value in enumerate(prediction_texts(cfg, paired))]
-
-
-def _shown(example: Example) -> dict[str, Any]:
-    return {"text": example.text,
-            **({"text_pair": example.text_pair} if example.text_pair is not None else {})}
+    return predictions(predict_logits(tm.model, encoded, batch_size, tm.device), s)
 
 
 CLASSIFICATION = TaskFamily(
@@ -154,7 +107,7 @@ CLASSIFICATION = TaskFamily(
     model_family="bert",
     description="a sentence classifier",
     build=build,
-    settings_from_config=settings_from_config,
+    settings_from_config=lambda hf, cfg, model_dir: settings_from_config(hf, model_dir),
     configure=configure,
     read=read,
     settle=settle,
@@ -168,5 +121,5 @@ CLASSIFICATION = TaskFamily(
     predict=predict,
     parse=parse,
     inputs=inputs,
-    dump=jsonl_dump(_shown),
+    dump=jsonl_dump(shown),
 )

@@ -36,7 +36,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from plmkit.runtime.errors import UserError
-from plmkit.tasks.classification.features import LabelSet
+from plmkit.tasks.classification.schema import LabelSet
 from plmkit.tasks.ner.data import TaggedSentence
 from plmkit.tasks.ner.schemes import (
     OUTSIDE,

@@ -16,7 +16,7 @@ from tokenizers import Tokenizer
 
 from plmkit.config import FinetuneConfig, ModelConfig, PredictConfig, TagConfig, from_dict, to_dict
 from plmkit.models.heads import TokenClassifier
-from plmkit.tasks.classification.features import LabelSet
+from plmkit.tasks.classification.schema import LabelSet
 from plmkit.tasks.contract import Prediction, TaskFamily, TaskModel, jsonl_dump
 from plmkit.tasks.inputs import prediction_texts
 from plmkit.tasks.ner.data import TaggedSentence, read_tagged_file
