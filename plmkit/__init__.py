@@ -19,6 +19,7 @@ _STAGES = {
     "pretrain": "pretrain",
     "finetune": "finetune",
     "evaluate": "evaluate",
+    "distill": "distill",
     "export": "export",
     "predict": "predict",
     "generate": "generate",

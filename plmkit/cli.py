@@ -32,7 +32,8 @@ VERBS: dict[str, tuple[type, str, str]] = {
     "pretrain": (C.PretrainConfig, "pretrain", "pretrain BERT (MLM + NSP), GPT (causal LM) or T5 (span corruption) on shards"),
     "finetune": (C.FinetuneConfig, "finetune", "fine-tune a task head: classification, regression, NER, QA, matching, seq2seq"),
     "evaluate": (C.EvaluateConfig, "evaluate", "score a fine-tuned model on a labelled table"),
-    "export": (C.ExportConfig, "export", "write a model as a Hugging Face directory"),
+    "distill": (C.DistillConfig, "distill", "distil a fine-tuned classifier or tagger into a smaller student"),
+    "export": (C.ExportConfig, "export", "write a model as a Hugging Face directory, or as ONNX / int8 with a gate table"),
     "predict": (C.PredictConfig, "predict", "labels, entities, answers or similarities for raw text"),
     "generate": (C.GenerateConfig, "generate", "continue prompts (GPT) or transform sources (T5)"),
     "demo": (C.DemoConfig, "recipe", "the built-in Chinese demo: raw text → pretrain → fine-tune → table"),
@@ -46,6 +47,8 @@ EXAMPLES = """examples:
   plmkit evaluate model=runs/cls file=test.tsv
   plmkit evaluate --suite suites/zh.yaml init=runs/demo/hf-model
   plmkit predict model=runs/cls text='a fine film'
+  plmkit distill teacher=runs/cls train_file=train.tsv dev_file=dev.tsv output=runs/small
+  plmkit export model=runs/small format=onnx,int8 eval_file=dev.tsv output=exported
   plmkit generate model=runs/gpt text='The history of' generation.max_new_tokens=30
 """
 

@@ -158,6 +158,28 @@ class FinetuneConfig:
 
 
 @dataclasses.dataclass
+class DistillConfig:
+    """`plmkit distill`: a fine-tuned teacher → a smaller student for the same task and labels."""
+
+    teacher: str = "runs/finetune"  # a fine-tuned classifier or tagger (plmkit run or Hugging Face dir)
+    student_init: str | None = None  # start the student from this encoder (any width); default: the teacher's layers
+    student_layers: list[int] = dataclasses.field(default_factory=list)  # teacher blocks the student keeps, e.g. [1, 3] (default: every other one, the top one kept)
+    train_file: str = ""  # labelled rows, read as the teacher was fine-tuned (its columns and labels)
+    dev_file: str | None = None  # scored after training, like finetune's
+    output: str = "runs/distill"
+    resume: bool = False  # continue a killed or stopped run from its newest checkpoint
+    overwrite: bool = False  # replace an earlier `plmkit distill` run in output
+    temperature: float = 2.0  # softens both sides' logits; the KL term is scaled by its square (Hinton et al. 2015)
+    alpha: float = 0.5  # weight of the teacher's soft targets; 1 − alpha goes to the gold labels
+    epochs: float = 3.0  # sets train.max_steps when train.max_steps is 0
+    limit_train: int = 0  # use only the first N training rows (0 = all)
+    eval_batch_size: int = 64  # dev rows scored together after training
+    train: TrainConfig = dataclasses.field(
+        default_factory=lambda: TrainConfig(lr=1e-4, max_steps=0, warmup_fraction=0.1)
+    )
+
+
+@dataclasses.dataclass
 class EvaluateConfig:
     """`plmkit evaluate`: score a fine-tuned model on a labelled file, or a GPT-style model's perplexity."""
 

@@ -119,12 +119,12 @@ def run_config(cfg: FinetuneConfig) -> dict[str, Any]:
     """What a resumed run must share with the original; the run may have moved, so not `output`."""
     data = to_dict(cfg)
     for key in ("output", "resume", "seeds", "eval_batch_size"):  # none changes the weights
-        data.pop(key)
+        data.pop(key, None)
     return data
 
 
 def report(run_dir: Path, result: FitResult, dev_metrics: dict[str, float],
-           shown: Sequence[str] = (), **extra: Any) -> dict[str, Any]:
+           shown: Sequence[str] = (), verb: str = "finetune", **extra: Any) -> dict[str, Any]:
     """Write summary.json (all dev metrics, steps, time, `extra`) and results.md (the `shown`
     metrics, default all), print the closing line; returns the summary."""
     summary = {"dev": dev_metrics, "steps": result.steps, "train_time_s": result.train_time_s,
@@ -134,6 +134,6 @@ def report(run_dir: Path, result: FitResult, dev_metrics: dict[str, float],
     if headline:
         rows = [{"split": "dev", **headline}]
         atomic_write_text(run_dir / "results.md", markdown_table(rows, list(rows[0])))
-    print0(f"finetune: {result.steps} steps in {result.train_time_s:.0f}s; dev "
+    print0(f"{verb}: {result.steps} steps in {result.train_time_s:.0f}s; dev "
            + ", ".join(f"{k} {v:.4f}" for k, v in headline.items()))
     return summary
