@@ -72,6 +72,27 @@ def test_the_loss_is_the_hand_computed_mix_of_soft_and_hard_terms() -> None:
     assert abs(same.item()) < 1e-6  # a student equal to its teacher has nothing to learn
 
 
+def test_a_tagger_learns_only_at_its_labelled_positions() -> None:
+    torch.manual_seed(1)
+    teacher_logits, student_logits = torch.randn(2, 5, 4), torch.randn(2, 5, 4)
+    labels = torch.tensor([[-100, 1, -100, 2, -100], [-100, 0, 3, -100, -100]])
+
+    def fixed(out):
+        return lambda *inputs: out
+
+    batch = {"input_ids": torch.zeros(2, 5, dtype=torch.long), "attention_mask": torch.ones(2, 5),
+             "token_type_ids": torch.zeros(2, 5, dtype=torch.long), "labels": labels}
+    teacher = torch.nn.Identity()  # replaced below: the loss only calls it
+    loss_fn = distillation_loss(teacher, 1.0, 0.5)
+    teacher.forward = fixed(teacher_logits)
+    loss, _ = loss_fn(fixed(student_logits), batch)
+    keep = labels != -100
+    p = F.softmax(teacher_logits[keep], dim=-1)
+    kl = (p * (p.log() - F.log_softmax(student_logits[keep], dim=-1))).sum(-1).mean()
+    hand = 0.5 * kl + 0.5 * F.cross_entropy(student_logits[keep], labels[keep])
+    assert abs(loss.item() - hand.item()) < 1e-6
+
+
 def test_a_student_of_teacher_blocks_starts_as_those_blocks(data: Path) -> None:
     assert default_layers(6) == [1, 3, 5] and default_layers(2) == [1] and default_layers(3) == [0, 2]
     teacher = load_task_model(data / "teacher")

@@ -306,5 +306,6 @@ class DemoConfig:
     pretrain: PretrainConfig = dataclasses.field(default_factory=_demo_pretrain)
     tapt: PretrainConfig = dataclasses.field(default_factory=_demo_tapt)  # task-adaptive: continue on the unlabelled reviews (train.max_steps 0 = off)
     seeds: int = 3  # fine-tuning seeds per cell; the table shows median (min–max)
+    workers: int = 2  # fine-tuning cells run in this many processes of one thread each (1 = in this one, as pretraining does)
     finetune: FinetuneConfig = dataclasses.field(default_factory=_demo_finetune)  # the pretrained rows
     scratch: FinetuneConfig = dataclasses.field(default_factory=_demo_scratch)  # the random-init rows, each at its dev-best setting

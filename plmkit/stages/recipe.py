@@ -3,17 +3,21 @@
 raw news + reviews → tokenizer → shards → MLM+NSP pretraining (a fixed number of steps, so a
 rerun prints the same table) → task-adaptive pretraining on the unlabelled reviews alone →
 sentiment fine-tuning at several label budgets and seeds, from the pretrained encoder and from
-random init, beside a TF-IDF + logistic-regression baseline on the same splits → one table
+random init (the cells in two single-thread processes), beside a TF-IDF + logistic-regression baseline on the same splits → one table
 (results.md) and a Hugging Face export. This is the one stage that calls the others; each call is the same function
 the CLI verb runs, reading and writing the same files a user's own run would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import multiprocessing
+import os
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +72,12 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     table_cfg = cfg.finetune.table
     train_rows = read_table(files.train, table_cfg)
     test_rows = read_table(files.test, table_cfg)
+    cells = _run_cells(cfg, files, tok_dir, str(init_dir), out)
     budgets = []
     for budget in cfg.budgets:
         row: dict[str, Any] = {"labels": budget}
-        for name, init, ft in (("pretrained", str(init_dir), cfg.finetune),
-                               ("scratch", None, cfg.scratch)):
-            row.update(_finetune_and_test(cfg, ft, files, tok_dir, init, name, budget, out))
+        for name in ("pretrained", "scratch"):
+            row.update(cells[name, budget])
         baseline = tfidf_baseline(train_rows[:budget], test_rows)
         row["tfidf_test_acc"] = baseline["accuracy"]
         budgets.append(row)
@@ -98,6 +102,50 @@ def _clear_previous_demo(out: Path) -> None:
         raise UserError(f"demo: {out} exists and is not a previous demo's output; "
                         "choose another output= or remove it yourself")
     shutil.rmtree(out)
+
+
+def _run_cells(cfg: DemoConfig, files: Any, tok_dir: Path, init_dir: str,
+               out: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every (init, budget) cell, in `cfg.workers` processes of one thread each: a 128-wide
+    model keeps one core busier than two threads keep two, and a cell's numbers do not depend
+    on its thread count. The largest budgets go first; each worker's output goes to its
+    cell's log.txt, and a line per finished cell to the console."""
+    jobs = [(name, init, ft, budget) for budget in sorted(cfg.budgets, reverse=True)
+            for name, init, ft in (("pretrained", init_dir, cfg.finetune),
+                                   ("scratch", None, cfg.scratch))]
+    if cfg.workers <= 1:
+        return {(name, budget): _finetune_and_test(cfg, ft, files, tok_dir, init, name, budget, out)
+                for name, init, ft, budget in jobs}
+    results = {}
+    context = multiprocessing.get_context("spawn")  # no forked torch state
+    with ProcessPoolExecutor(cfg.workers, mp_context=context, initializer=_one_thread) as pool:
+        futures = {pool.submit(_logged_cell, cfg, ft, files, tok_dir, init, name, budget, out):
+                   (name, budget) for name, init, ft, budget in jobs}
+        for future in as_completed(futures):
+            name, budget = futures[future]
+            results[name, budget] = future.result()
+            print0(f"demo: {name}, {budget} labels: test "
+                   f"{_cell(results[name, budget], f'{name}_test_acc')} "
+                   f"({results[name, budget][f'{name}_time_s']:.0f} s; log in "
+                   f"{out / 'runs' / f'{name}-{budget}' / 'log.txt'})")
+    return results
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _logged_cell(cfg: DemoConfig, ft: FinetuneConfig, files: Any, tok_dir: Path,
+                 init: str | None, name: str, budget: int, out: Path) -> dict[str, Any]:
+    """One cell in a worker, its progress written to the cell's log.txt."""
+    log = out / "runs" / f"{name}-{budget}.log"
+    with open(log, "w", encoding="utf-8") as handle, contextlib.redirect_stdout(handle), \
+            contextlib.redirect_stderr(handle):
+        result = _finetune_and_test(cfg, ft, files, tok_dir, init, name, budget, out)
+    os.replace(log, out / "runs" / f"{name}-{budget}" / "log.txt")
+    return result
 
 
 def _finetune_and_test(cfg: DemoConfig, ft: FinetuneConfig, files: Any, tok_dir: Path,
