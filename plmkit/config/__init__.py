@@ -94,7 +94,6 @@ class ObjectiveConfig:
     seq_len: int = 128
     short_seq_len: int = 0  # train at this length first (0 = off): breaks the MLM plateau
     short_seq_fraction: float = 0.6  # share of the run spent at short_seq_len
-    short_seq_shift: bool = False  # place each short example at a random position in seq_len, so every position embedding trains from the start
     mask_prob: float = 0.15
     whole_word: bool = False  # mask every piece of a word together (Chinese: shards prepared with word_boundaries=jieba)
     nsp: bool = True  # next sentence prediction: trains the pooled [CLS] (mlm only; electra has none)

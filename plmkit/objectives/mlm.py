@@ -58,7 +58,6 @@ class PretrainBatches:
         seq_len: int,
         short_seq_len: int = 0,
         short_seq_fraction: float = 0.0,
-        short_seq_shift: bool = False,
         nsp: bool = True,
         seed: int | list[int] = 0,  # a list: one rank's stream (runtime.processes.data_seed)
     ) -> None:
@@ -68,7 +67,6 @@ class PretrainBatches:
         self.seq_len = seq_len
         self.short_seq_len = short_seq_len
         self.short_seq_fraction = short_seq_fraction
-        self.short_seq_shift = short_seq_shift
         self.nsp = nsp
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.sentence_starts = np.asarray(reader.sentence_starts)
@@ -86,10 +84,7 @@ class PretrainBatches:
         seq_len = self.short_seq_len if short else self.seq_len
         nsp = self.nsp and not short
         examples = [self._example(seq_len, nsp) for _ in range(self.batch_size)]
-        shifts = None
-        if short and self.short_seq_shift:  # positions short_seq_len..seq_len train too
-            shifts = [int(self.rng.integers(self.seq_len - len(a) - 1)) for a, _, _ in examples]
-        return collate(examples, self.masking, self.rng, with_nsp=nsp, shifts=shifts)
+        return collate(examples, self.masking, self.rng, with_nsp=nsp)
 
     def state_dict(self) -> dict:
         """The generator state is the whole data cursor."""
@@ -174,25 +169,20 @@ def collate(
     rng: np.random.Generator,
     *,
     with_nsp: bool = True,
-    shifts: list[int] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Add [CLS]/[SEP], pad to the longest, and mask; returns the model's inputs and targets.
-
-    shifts: padding placed before each row (a short example then sits at positions shift..,
-    the padding masked out of attention and, unpadded, out of the compute)."""
+    """Add [CLS]/[SEP], pad to the longest, and mask; returns the model's inputs and targets."""
     sp = masking.special
     rows, types = [], []
     for a, b, _ in examples:
         ids = [sp.cls, *a, sp.sep] + ([*b, sp.sep] if b else [])
         rows.append(ids)
         types.append([0] * (len(a) + 2) + [1] * (len(b) + 1 if b else 0))
-    shifts = shifts or [0] * len(rows)
-    width = max(shift + len(r) for shift, r in zip(shifts, rows))
+    width = max(len(r) for r in rows)
     input_ids = np.full((len(rows), width), sp.pad, dtype=np.int64)
     token_type_ids = np.zeros_like(input_ids)
-    for i, (ids, tt, shift) in enumerate(zip(rows, types, shifts)):
-        input_ids[i, shift : shift + len(ids)] = ids
-        token_type_ids[i, shift : shift + len(tt)] = tt
+    for i, (ids, tt) in enumerate(zip(rows, types)):
+        input_ids[i, : len(ids)] = ids
+        token_type_ids[i, : len(tt)] = tt
     word_starts = None
     if masking.word_boundaries:
         word_starts = (input_ids >> WORD_BIT).astype(bool)

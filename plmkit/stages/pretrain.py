@@ -190,8 +190,7 @@ def _objective(cfg: PretrainConfig, model_cfg: ModelConfig, tokenizer: Tokenizer
                                 seq_len=obj.seq_len, nsp=obj.nsp and not electra)
         make = (lambda *a, **k: ElectraBatches(mlm(*a, **k))) if electra else mlm
         batches = make(train_split, short_seq_len=obj.short_seq_len,
-                       short_seq_fraction=obj.short_seq_fraction,
-                       short_seq_shift=obj.short_seq_shift, seed=data_seed(seed))
+                       short_seq_fraction=obj.short_seq_fraction, seed=data_seed(seed))
         held_out = [make(val_split, seed=seed + 1).next_batch(1.0) for _ in range(EVAL_BATCHES)]
         loss = functools.partial(electra_loss, disc_weight=obj.disc_weight) if electra \
             else pretrain_loss
