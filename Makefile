@@ -25,7 +25,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(PY)
 	$(PIP) -e '.[dev,demo]'
 	@touch $@
 
-demo: $(VENV)/.demo-installed  ## the built-in default: Chinese pretrain → fine-tune → table (28 min on 2 cores)
+demo: $(VENV)/.demo-installed  ## the built-in default: Chinese pretrain → fine-tune → table (about 14 min on 2 cores)
 	$(VENV)/bin/plmkit demo
 
 test: $(VENV)/.dev-installed  ## fast tests (a few minutes on 2 cores)

@@ -27,6 +27,7 @@ encode.py's `SentenceEncoder` (the same ids, as flat arrays).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -305,6 +306,22 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     tok.no_truncation()
     tok.no_padding()
     return tok
+
+
+@functools.lru_cache(maxsize=16)
+def configured(tok: Tokenizer, max_length: int = 0, strategy: str = "longest_first",
+               stride: int = 0) -> Tokenizer:
+    """A copy of `tok` without padding, truncating at `max_length` (0: never), made once per
+    tokenizer and setting: copying a 30k-piece tokenizer takes ~30 ms, more than encoding a
+    request, so a predictor must not copy per call. The caller's tokenizer keeps its own
+    settings; the copy is shared, so never change it."""
+    work = Tokenizer.from_str(tok.to_str())
+    work.no_padding()
+    if max_length:
+        work.enable_truncation(max_length, stride=stride, strategy=strategy)
+    else:
+        work.no_truncation()
+    return work
 
 
 def special_ids(tok: Tokenizer) -> SpecialIds:

@@ -22,6 +22,7 @@ from plmkit.runtime.errors import UserError
 from plmkit.tasks.arrays import longest_first, pad_rows
 from plmkit.tasks.inputs import prediction_texts
 from plmkit.tasks.tables import Example
+from plmkit.text.tokenizer import configured
 
 MIN_MAX_LENGTH = 8  # [CLS] A [SEP] B [SEP] plus a few tokens of text
 Run = Callable[[dict[str, np.ndarray]], list[np.ndarray]]  # encoder inputs → the network's outputs
@@ -123,9 +124,7 @@ def tokenize(tokenizer: Tokenizer, examples: Sequence[Example], max_length: int
         )
     if tokenizer.post_processor is None:
         raise UserError("the tokenizer has no post-processor to add [CLS] and [SEP]")
-    work = Tokenizer.from_str(tokenizer.to_str())  # a copy: the caller's settings stay as they are
-    work.no_padding()
-    work.enable_truncation(max_length, strategy="longest_first")
+    work = configured(tokenizer, max_length, "longest_first")
     inputs = [ex.text if ex.text_pair is None else (ex.text, ex.text_pair) for ex in examples]
     encodings = work.encode_batch(inputs)
     pad_id = tokenizer.token_to_id("[PAD]")

@@ -41,6 +41,7 @@ from plmkit.runtime.errors import UserError
 from plmkit.tasks.metrics import regression_metrics
 from plmkit.tasks.sampling import INPUT_KEYS, pad_inputs, predict_batches
 from plmkit.tasks.tables import Example
+from plmkit.text.tokenizer import configured
 
 MIN_MAX_LENGTH = 3  # [CLS] token [SEP]
 
@@ -78,9 +79,7 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_length: int) ->
         raise UserError(f"max_length={max_length}: use at least {MIN_MAX_LENGTH}")
     if tokenizer.post_processor is None:
         raise UserError("the tokenizer has no post-processor to add [CLS] and [SEP]")
-    work = Tokenizer.from_str(tokenizer.to_str())  # a copy: the caller's settings stay as they are
-    work.no_padding()
-    work.enable_truncation(max_length)
+    work = configured(tokenizer, max_length)
     return [np.asarray(enc.ids, dtype=np.int64) for enc in work.encode_batch(list(texts))]
 
 

@@ -47,7 +47,7 @@ from plmkit.tasks.ner.schemes import (
     tags_to_spans,
 )
 from plmkit.tasks.sampling import INPUT_KEYS, pad_inputs, predict_batches
-from plmkit.text.tokenizer import special_ids
+from plmkit.text.tokenizer import configured, special_ids
 
 IGNORE = -100  # label of a position with no loss: specials, padding, non-first sub-words
 MIN_MAX_LENGTH = 3  # [CLS] word [SEP]
@@ -125,9 +125,7 @@ def encode_tagged(
     if with_labels and any(s.tags is None for s in sentences):
         bad = next(s for s in sentences if s.tags is None)
         raise UserError(f"{bad.source}:{bad.line}: no tags, while other sentences have them")
-    work = Tokenizer.from_str(tokenizer.to_str())  # a copy: no truncation, no padding
-    work.no_truncation()
-    work.no_padding()
+    work = configured(tokenizer)  # no truncation, no padding
     encodings = work.encode_batch(
         [list(s.words) for s in sentences], is_pretokenized=True, add_special_tokens=False
     )

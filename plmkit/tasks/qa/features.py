@@ -38,6 +38,7 @@ from torch import nn
 from plmkit.runtime.errors import UserError
 from plmkit.tasks.qa.data import QAExample
 from plmkit.tasks.sampling import INPUT_KEYS, pad_inputs, predict_batches
+from plmkit.text.tokenizer import configured
 
 NO_CHAR = -1  # offset of a token outside the context (question, specials, padding)
 
@@ -80,11 +81,9 @@ def encode_qa(
     if tokenizer.post_processor is None:
         raise UserError("the tokenizer has no post-processor to add [CLS] and [SEP]")
     pad_id = tokenizer.token_to_id("[PAD]")
-    work = Tokenizer.from_str(tokenizer.to_str())  # a copy: the caller's settings stay as they are
-    work.no_padding()
-    work.no_truncation()
-    questions = _short_questions(work, [ex.question for ex in examples], max_question_length)
-    work.enable_truncation(max_length, stride=stride, strategy="only_second")
+    questions = _short_questions(configured(tokenizer), [ex.question for ex in examples],
+                                 max_question_length)
+    work = configured(tokenizer, max_length, "only_second", stride)
     out = QAFeatures([], [], [], np.zeros(0, np.int64), None, None, 0 if pad_id is None else pad_id)
     owners, starts, ends = [], [], []
     encodings = work.encode_batch(
