@@ -108,6 +108,15 @@ assert "torch" not in [m.split(".")[0] for m in sys.modules if sys.modules[m] is
     assert line["text"] == "质量很好，非常满意" and line["label"] == expected[0]["label"]
 
 
+def test_int8_alone_is_the_output_directory(trained, tmp_path: Path) -> None:
+    out = tmp_path / "int8"
+    assert cli("export", f"model={trained['cls']}", "format=int8", "per_channel=true",
+               f"eval_file={trained['dev']}", f"output={out}") == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == []  # no fp32 form left
+    assert json.loads((out / "config.json").read_text())["plmkit_form"]["per_channel"] is True
+    assert len(plmkit.load(out).predict(TEXTS)) == len(TEXTS)
+
+
 def test_the_gate_refuses_a_form_that_loses_more_than_max_drop(trained, tmp_path: Path,
                                                                monkeypatch, capsys) -> None:
     real = gate.measure_onnx
@@ -132,6 +141,7 @@ def test_the_gate_refuses_a_form_that_loses_more_than_max_drop(trained, tmp_path
 @pytest.mark.parametrize("args, message", [
     (["format=tflite"], "format must be hf, or one or more of onnx, int8"),
     (["format=onnx"], "give eval_file="),
+    (["format=onnx", "max_drop=-1", "eval_file=DEV"], "max_drop is in points and must be ≥ 0"),
     (["format=int8", "per_channel=sometimes", "eval_file=DEV"], "per_channel must be auto, true or false"),
 ])
 def test_bad_export_requests_say_why_and_write_nothing(trained, tmp_path: Path, capsys,

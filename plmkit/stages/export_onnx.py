@@ -52,6 +52,8 @@ def run(cfg: ExportConfig) -> list[FormReport]:
     per_channel = {"auto": (False, True), "true": (True,), "false": (False,)}.get(cfg.per_channel.lower())
     if per_channel is None:
         raise UserError(f"export: per_channel must be auto, true or false, got '{cfg.per_channel}'")
+    if not cfg.max_drop >= 0:
+        raise UserError(f"export: max_drop is in points and must be ≥ 0, got {cfg.max_drop}")
     if not cfg.eval_file:
         raise UserError(f"export format={cfg.format}: give eval_file= (labelled dev rows): every "
                         "form is checked against the PyTorch model, scored and timed on them")
@@ -83,8 +85,8 @@ def run(cfg: ExportConfig) -> list[FormReport]:
             int8_dir = out / "int8" if len(forms) > 1 else out / ".int8"
             reports += _int8_candidates(tm, view, rows, source, reference, fp32_dir, int8_dir,
                                         per_channel, hf_config)
-            if len(forms) == 1:  # int8 alone: its files are the output, the fp32 graph is not
-                (fp32_dir / MODEL_FILE).unlink()
+            if len(forms) == 1:  # int8 alone: its files are the output, the fp32 form is not
+                shutil.rmtree(fp32_dir)
                 for item in int8_dir.iterdir():
                     shutil.move(str(item), str(out / item.name))
                 int8_dir.rmdir()
