@@ -153,6 +153,38 @@ def test_bad_export_requests_say_why_and_write_nothing(trained, tmp_path: Path, 
     assert not out.exists()
 
 
+def test_what_the_onnx_forms_cannot_take_is_one_line(trained, tmp_path: Path, capsys) -> None:
+    import transformers
+
+    gpt = tmp_path / "gpt"  # a generative model: no ONNX form for it
+    config = transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=1, n_head=2, n_positions=32,
+                                     bos_token_id=1, eos_token_id=2)
+    transformers.GPT2LMHeadModel(config).save_pretrained(gpt)
+    capsys.readouterr()
+    other = tmp_path / "other-labels.tsv"
+    other.write_text("text\tlabel\n质量很好\tpositive\n", encoding="utf-8")
+    notok = tmp_path / "no-tokenizer"
+    notok.mkdir()
+    for name in ("model.onnx", "config.json"):
+        (notok / name).write_bytes((trained["forms"] / "onnx" / name).read_bytes())
+    cases = [
+        (["export", f"model={trained['forms'] / 'int8'}", "format=int8"], "is already an ONNX form (int8)"),
+        (["export", f"model={gpt}", "format=onnx"], "is a GPT2LMHeadModel model; the ONNX forms cover"),
+        (["export", f"model={trained['cls']}", "format=onnx", f"eval_file={other}"],
+         "other-labels.tsv:2: label 'positive' is not in the label set"),
+        (["predict", f"model={notok}", "text=好"], "an ONNX form without its tokenizer"),
+    ]
+    for args, message in cases:
+        out = tmp_path / "nothing"
+        extra = [f"output={out}"] if args[0] == "export" else []
+        if args[0] == "export" and not any(a.startswith("eval_file=") for a in args):
+            extra.append(f"eval_file={trained['dev']}")
+        assert cli(*args, *extra) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists()
+
+
 def test_an_export_that_drifts_from_pytorch_writes_nothing(trained, tmp_path: Path, monkeypatch,
                                                            capsys) -> None:
     monkeypatch.setattr("plmkit.export.onnx.TOLERANCE", -1.0)  # any difference now fails

@@ -76,6 +76,9 @@ class OnnxPredictor:
             task = (hf.get("plmkit_task") or {}).get("task") or (hf.get("architectures") or ["?"])[0]
             raise UserError(f"{model_dir}: plmkit has no ONNX predictor for {task} models")
         form = (hf.get("plmkit_form") or {}).get("form", "onnx")
+        if not any((model_dir / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
+            raise UserError(f"{model_dir}: an ONNX form without its tokenizer (tokenizer.json); "
+                            "copy it from the model it was exported from, or export again")
         return cls(model_dir, view, view.settings_from_config(hf, model_dir),
                    OnnxSession(model_dir / MODEL_FILE, threads), load_tokenizer(model_dir), form)
 

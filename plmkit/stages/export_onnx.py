@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from plmkit.checkpoint import read_hf_config
 from plmkit.config import ExportConfig
 from plmkit.export.gate import FormReport, measure_onnx, measure_source
 from plmkit.export.int8 import quantize_int8
@@ -25,7 +26,7 @@ from plmkit.runtime.console import print0
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.files import atomic_dir, atomic_write_text
 from plmkit.runtime.outputs import MARKER, claim_output
-from plmkit.serve.onnx_predictor import MODEL_FILE
+from plmkit.serve.onnx_predictor import MODEL_FILE, onnx_model_dir
 from plmkit.tasks.arrays import INPUT_KEYS, longest_first
 from plmkit.tasks.contract import TaskModel
 from plmkit.tasks.metrics import markdown_table
@@ -58,12 +59,18 @@ def run(cfg: ExportConfig) -> list[FormReport]:
         raise UserError(f"export format={cfg.format}: give eval_file= (labelled dev rows): every "
                         "form is checked against the PyTorch model, scored and timed on them")
     claim_output(cfg.output, "export", [cfg.model, cfg.eval_file], replace=cfg.overwrite)
-    tm = load_task_model(cfg.model, device="cpu")
-    hf_config = json.loads((tm.path / "config.json").read_text(encoding="utf-8"))
+    if onnx_model_dir(cfg.model) is not None:
+        form = read_hf_config(onnx_model_dir(cfg.model)).get("plmkit_form") or {}
+        raise UserError(f"export: {cfg.model} is already an ONNX form ({form.get('form', 'onnx')}); "
+                        f"export from the PyTorch model it came from ({form.get('source', '?')})")
+    hf_config = read_hf_config(cfg.model)
     view = view_of(hf_config)
     if view is None:
-        raise UserError(f"export: {tm.path} is {tm.family.description}; the ONNX forms cover "
-                        "sentence classifiers so far (format=hf writes any model)")
+        kind = ((hf_config.get("plmkit_task") or {}).get("task")
+                or (hf_config.get("architectures") or [hf_config.get("model_type", "?")])[0])
+        raise UserError(f"export: {cfg.model} is a {kind} model; the ONNX forms cover sentence "
+                        "classifiers and regressors so far (format=hf writes any model)")
+    tm = load_task_model(cfg.model, device="cpu")
     rows = tm.family.read(cfg.eval_file, tm.settings, 0)
     if not rows:
         raise UserError(f"export: {cfg.eval_file} has no rows")
