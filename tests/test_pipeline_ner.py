@@ -85,3 +85,17 @@ def test_ner_bad_input(ner: dict[str, Path], tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert code == 2 and f"{bad}:3" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_tagger_distils_into_a_token_classifier(ner: dict[str, Path], tmp_path: Path) -> None:
+    import plmkit
+
+    out = tmp_path / "student"
+    cli("distill", f"teacher={ner['run']}", f"train_file={ner['train']}", f"dev_file={ner['dev']}",
+        f"output={out}", "train.max_steps=10", "train.batch_size=16", "train.threads=1")
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"f1"} <= set(summary["dev"]) and {"f1"} <= set(summary["teacher_dev"]), summary
+    config = json.loads((out / "final" / "config.json").read_text())
+    assert config["architectures"] == ["BertForTokenClassification"]
+    (prediction,) = plmkit.load(out).predict(["江泽民主席在北京会见了安南。"])
+    assert "entities" in prediction
