@@ -23,19 +23,16 @@ import dataclasses
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from finetune_hf import SST2, minilm_dir, read_sst2  # noqa: E402
+from lighter_optimum import measure  # noqa: E402
 
 from plmkit.config import DistillConfig, ExportConfig, FinetuneConfig, TableConfig, TrainConfig  # noqa: E402
 from plmkit.stages import distill, export, finetune  # noqa: E402
 
 TABLE = TableConfig(text_column="sentence", label_column="label")
-LATENCY_ROWS = 200
 
 
 def teacher(args: argparse.Namespace, out: Path) -> Path:
@@ -114,26 +111,8 @@ def gate(model: Path, out: Path) -> list[dict]:
 
 def pipeline_row(model_dir: Path, texts: list[str], labels: list[int]) -> dict:
     """Transformers' text-classification pipeline, fp32 PyTorch, on the same directory."""
-    from transformers import pipeline
-
-    clf = pipeline("text-classification", model=str(model_dir), device="cpu", truncation=True,
-                   max_length=64)
-    to_id = {name: int(i) for i, name in clf.model.config.id2label.items()}
-    for text in texts[:5]:
-        clf(text)
-    times = []
-    for text in texts[:LATENCY_ROWS]:
-        start = time.perf_counter()
-        clf(text)
-        times.append(1000 * (time.perf_counter() - start))
-    start = time.perf_counter()
-    predicted = [to_id[p["label"]] for p in clf(texts, batch_size=32)]
-    rate = len(texts) / (time.perf_counter() - start)
-    accuracy = float(np.mean(np.array(predicted) == np.array(labels)))
     size = (model_dir / "model.safetensors").stat().st_size / 1e6
-    return {"form": "Transformers pipeline, fp32", "size_mb": size, "value": accuracy,
-            "p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
-            "rows_per_s": rate}
+    return measure("Transformers pipeline, fp32", str(model_dir), None, texts, labels, size)
 
 
 def optimum_rows(python: str, model_dir: Path, work: Path) -> list[dict]:

@@ -4,17 +4,15 @@ the mistakes a user makes (one line each, nothing written)."""
 
 from __future__ import annotations
 
+import functools
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 import plmkit
 from plmkit.cli import main
@@ -132,26 +130,9 @@ def distill(data: Path, out: Path, *extra: str) -> subprocess.Popen:
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def test_distill_killed_then_resumed_is_bit_identical(data: Path, tmp_path: Path) -> None:
-    whole = distill(data, tmp_path / "whole")
-    killed = distill(data, tmp_path / "killed")
-    checkpoint = tmp_path / "killed" / "checkpoints" / "step-20"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists():
-        assert killed.poll() is None, killed.stderr.read().decode()
-        assert time.monotonic() < deadline, "no checkpoint within 120 s"
-        time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    assert not (tmp_path / "killed" / "final").exists(), "the run finished before it was killed"
-    resumed = distill(data, tmp_path / "killed", "resume=true")
-    for proc in (whole, resumed):
-        assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
-    a = load_file(tmp_path / "whole" / "final" / "model.safetensors")
-    b = load_file(tmp_path / "killed" / "final" / "model.safetensors")
-    assert a.keys() == b.keys()
-    different = [k for k in a if not (a[k] == b[k]).all()]
-    assert not different, f"weights differ after resume: {different[:5]}"
+def test_distill_killed_then_resumed_is_bit_identical(data: Path, tmp_path: Path,
+                                                      kill_then_resume) -> None:
+    kill_then_resume(functools.partial(distill, data), tmp_path, 20)
 
 
 @pytest.mark.parametrize("args, message", [

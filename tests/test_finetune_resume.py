@@ -3,15 +3,13 @@ the uninterrupted run's weights, bit for bit (CPU, fp32, dropout on)."""
 
 from __future__ import annotations
 
+import functools
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
 
 from plmkit.cli import main
 
@@ -44,26 +42,9 @@ def finetune(data: Path, out: Path, *extra: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def test_finetune_killed_then_resumed_is_bit_identical(data: Path, tmp_path: Path) -> None:
-    whole = finetune(data, tmp_path / "whole")
-    killed = finetune(data, tmp_path / "killed")
-    checkpoint = tmp_path / "killed" / "checkpoints" / "step-20"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists():
-        assert killed.poll() is None, killed.stderr.read().decode()
-        assert time.monotonic() < deadline, "no checkpoint within 120 s"
-        time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    assert not (tmp_path / "killed" / "final").exists(), "the run finished before it was killed"
-    resumed = finetune(data, tmp_path / "killed", "resume=true")
-    for proc in (whole, resumed):
-        assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
-    a = load_file(tmp_path / "whole" / "final" / "model.safetensors")
-    b = load_file(tmp_path / "killed" / "final" / "model.safetensors")
-    assert a.keys() == b.keys()
-    different = [k for k in a if not (a[k] == b[k]).all()]
-    assert not different, f"weights differ after resume: {different[:5]}"
+def test_finetune_killed_then_resumed_is_bit_identical(data: Path, tmp_path: Path,
+                                                       kill_then_resume) -> None:
+    kill_then_resume(functools.partial(finetune, data), tmp_path, 20)
 
 
 def test_finetune_resume_refuses_a_changed_setting(data: Path, tmp_path: Path, capsys) -> None:

@@ -3,13 +3,12 @@ to an uninterrupted run of the same config (CPU, fp32, dropout on)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -44,27 +43,9 @@ def pretrain(shards: Path, out: Path, *extra: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def test_sigkill_then_resume_is_bit_identical(shards: Path, tmp_path: Path) -> None:
-    whole = pretrain(shards, tmp_path / "whole")
-    killed = pretrain(shards, tmp_path / "killed")
-    checkpoint = tmp_path / "killed" / "checkpoints" / "step-30"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists():
-        assert killed.poll() is None, killed.stderr.read().decode()
-        assert time.monotonic() < deadline, "no checkpoint within 120 s"
-        time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    assert not (tmp_path / "killed" / "final").exists(), "the run finished before it was killed"
-
-    resumed = pretrain(shards, tmp_path / "killed", "resume=true")
-    for proc in (whole, resumed):
-        assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
-    a = load_file(tmp_path / "whole" / "final" / "model.safetensors")
-    b = load_file(tmp_path / "killed" / "final" / "model.safetensors")
-    assert a.keys() == b.keys()
-    different = [k for k in a if not (a[k] == b[k]).all()]
-    assert not different, f"weights differ after resume: {different[:5]}"
+def test_sigkill_then_resume_is_bit_identical(shards: Path, tmp_path: Path,
+                                              kill_then_resume) -> None:
+    kill_then_resume(functools.partial(pretrain, shards), tmp_path, 30)
 
 
 def torchrun(shards: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
