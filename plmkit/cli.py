@@ -29,6 +29,7 @@ VERBS: dict[str, tuple[type, str, str]] = {
     # verb: (config class, stages module, one-line description)
     "tokenizer": (C.TokenizerStageConfig, "tokenizer", "train a tokenizer (WordPiece, byte-BPE, Unigram) on raw text"),
     "prepare": (C.PrepareConfig, "prepare", "tokenize raw text into memory-mapped token shards"),
+    "scrub": (C.ScrubConfig, "scrub", "copies of text files with e-mails, phones, IDs, cards, IBANs, URLs, IPs replaced, and a report"),
     "pretrain": (C.PretrainConfig, "pretrain", "pretrain BERT (MLM + NSP), GPT (causal LM) or T5 (span corruption) on shards"),
     "finetune": (C.FinetuneConfig, "finetune", "fine-tune a task head: classification, regression, NER, QA, matching, seq2seq"),
     "evaluate": (C.EvaluateConfig, "evaluate", "score a fine-tuned model on a labelled table"),
@@ -36,12 +37,16 @@ VERBS: dict[str, tuple[type, str, str]] = {
     "export": (C.ExportConfig, "export", "write a model as a Hugging Face directory, or as ONNX / int8 with a gate table"),
     "predict": (C.PredictConfig, "predict", "labels, entities, answers or similarities for raw text"),
     "generate": (C.GenerateConfig, "generate", "continue prompts (GPT) or transform sources (T5)"),
+    "serve": (C.ServeConfig, "serve", "an HTTP API and web page for any fine-tuned model, with dynamic batching"),
+    "inspect": (C.InspectConfig, "inspect", "attention maps and token attributions of one input, as PNG heat maps and JSON"),
+    "probe": (C.ProbeConfig, "probe", "probe a model: bias (minimal pairs), robustness (metric under input noise) or memorization (canary exposure)"),
     "demo": (C.DemoConfig, "recipe", "the built-in Chinese demo: raw text → pretrain → fine-tune → table"),
 }
 
 EXAMPLES = """examples:
   plmkit tokenizer inputs=corpus.txt vocab_size=8000 output=tok
   plmkit prepare inputs=corpus.txt tokenizer=tok output=shards
+  plmkit scrub inputs=corpus.txt output=scrubbed   # or: plmkit prepare ... scrub_pii=true
   plmkit pretrain recipes/tiny-cpu.yaml train.max_steps=200 output=runs/pre
   plmkit finetune init=runs/pre train_file=train.tsv dev_file=dev.tsv output=runs/cls
   plmkit evaluate model=runs/cls file=test.tsv
@@ -50,6 +55,11 @@ EXAMPLES = """examples:
   plmkit distill teacher=runs/cls train_file=train.tsv dev_file=dev.tsv output=runs/small
   plmkit export model=runs/small format=onnx,int8 eval_file=dev.tsv output=exported
   plmkit generate model=runs/gpt text='The history of' generation.max_new_tokens=30
+  plmkit serve model=runs/cls port=8000   # then open http://127.0.0.1:8000/
+  plmkit inspect model=runs/cls text='a fine film' output=look   # attention.png, attributions.png
+  plmkit probe bias model=runs/pre file=crows_pairs_anonymized.csv
+  plmkit probe robustness model=runs/cls file=dev.tsv
+  plmkit probe memorization model=runs/gpt shards=shards   # after prepare canaries=40
 """
 
 
@@ -108,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, (cls, _, summary) in VERBS.items():
         p = sub.add_parser(verb, help=summary, description=f"{summary}. {cls.__doc__}",
                            epilog=fields_help(cls), formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("args", nargs="*", metavar="[RECIPE.yaml] key=value",
+        p.add_argument("args", nargs="*", metavar="KIND key=value" if verb == "probe"
+                       else "[RECIPE.yaml] key=value",
                        help="an optional YAML recipe, then dotted overrides such as train.lr=3e-4")
         p.add_argument("--print-config", action="store_true",
                        help="print the resolved config as YAML and exit")
@@ -122,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve(verb: str, args: list[str]) -> Any:
     """The verb's config from an optional recipe and overrides."""
     cls, _, _ = VERBS[verb]
+    if verb == "probe":  # `probe KIND key=value` sets kind=KIND and KIND.key=value
+        args = C.probe_arguments(args)
     recipe: dict[str, Any] | None = None
     if args and "=" not in args[0]:
         recipe, args = C.read_yaml(args[0]), args[1:]

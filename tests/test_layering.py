@@ -22,6 +22,7 @@ RANKS = {
     "plmkit.tasks": 5,
     "plmkit.export": 6,
     "plmkit.serve": 6,
+    "plmkit.probes": 6,
     "plmkit.stages": 7,
     "plmkit.cli": 8,
     "plmkit.__main__": 8,

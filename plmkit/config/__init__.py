@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from plmkit.config.inspect import InspectConfig  # noqa: F401
 from plmkit.config.loading import (  # noqa: F401  (the public names of plmkit.config)
     Repeated,
     Typed,
@@ -34,6 +35,9 @@ from plmkit.config.model import (  # noqa: F401
     check_generation_config,
     check_model_config,
 )
+from plmkit.config.privacy import ScrubConfig  # noqa: F401
+from plmkit.config.probes import ProbeConfig, probe_arguments  # noqa: F401
+from plmkit.config.serve import ServeConfig  # noqa: F401
 from plmkit.config.tasks import MatchingConfig, QAConfig, TableConfig, TagConfig  # noqa: F401
 
 # ----------------------------------------------------------------------------- text stages
@@ -80,6 +84,11 @@ class PrepareConfig:
     val_fraction: float = 0.01  # of documents, chosen by a hash of their text
     workers: int = 0  # tokenizer processes (0 = all cores)
     word_boundaries: str = "none"  # none | jieba: store where Chinese words start, for objective.whole_word
+    scrub_pii: bool = False  # replace e-mails, URLs, IPs, phones, Chinese IDs, cards, IBANs with [EMAIL], [PHONE], ... before tokenizing (counts in header.json)
+    canaries: int = 0  # memorization probe: plant this many random secrets (listed apart in canaries.json; 0 = none)
+    canary_repeats: list[int] = dataclasses.field(default_factory=lambda: [1, 4, 16, 64])  # copies of each canary, cycling through the list
+    canary_format: str = "my secret number is {digits:9}"  # canary template: each {digits:N} slot gets N random digits
+    canary_seed: int = 0  # draws the canaries' secrets and where their copies go
     corpus: CorpusConfig = dataclasses.field(default_factory=CorpusConfig)
 
 

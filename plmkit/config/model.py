@@ -144,3 +144,4 @@ class TrainConfig:
     head_first: float = 0.0  # fine-tuning: share of the run that trains the head alone (LP-FT)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads on CPU (0 = torch's default)
+    peak_flops: float | None = None  # the device's peak FLOP/s, for MFU in the log (None: CUDA table; CPU: no MFU)

@@ -23,4 +23,11 @@ def run(cfg: PrepareConfig) -> Path:
     print0("prepare: " + ", ".join(
         f"{name} {c['tokens']:,} tokens / {c['documents']:,} docs" for name, c in counts.items()
     ) + f" → {cfg.output}")
+    if "pii" in header:
+        found = ", ".join(f"{n:,} {kind}" for kind, n in header["pii"].items() if n)
+        print0(f"prepare: scrub_pii replaced {found or 'nothing (no PII found)'} (header.json: pii)")
+    if cfg.canaries:
+        copies = sum(cfg.canary_repeats[i % len(cfg.canary_repeats)] for i in range(cfg.canaries))
+        print0(f"prepare: planted {cfg.canaries} canaries ({copies:,} copies), listed in "
+               f"{Path(cfg.output) / 'canaries.json'} (keep it apart from the shards you share)")
     return Path(cfg.output)

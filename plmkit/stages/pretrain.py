@@ -155,7 +155,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     _save_final(model, model_cfg, cfg, run_dir / "final", architecture, tokenizer_dir)
     summary = {"objective": cfg.objective.kind, "steps": result.steps,
                "train_time_s": result.train_time_s, "start": start, "end": end,
-               "parameters": _count(model)}
+               "parameters": _count(model), "throughput": result.throughput}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     loss_key, acc_key = objective.headline
     print0(f"pretrain: {result.steps} steps in {result.train_time_s:.0f}s, "

@@ -125,10 +125,10 @@ def run_config(cfg: FinetuneConfig) -> dict[str, Any]:
 
 def report(run_dir: Path, result: FitResult, dev_metrics: dict[str, float],
            shown: Sequence[str] = (), verb: str = "finetune", **extra: Any) -> dict[str, Any]:
-    """Write summary.json (all dev metrics, steps, time, `extra`) and results.md (the `shown`
-    metrics, default all), print the closing line; returns the summary."""
+    """Write summary.json (all dev metrics, steps, time, throughput, `extra`) and results.md
+    (the `shown` metrics, default all), print the closing line; returns the summary."""
     summary = {"dev": dev_metrics, "steps": result.steps, "train_time_s": result.train_time_s,
-               **extra}
+               "throughput": result.throughput, **extra}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     headline = {k: dev_metrics[k] for k in shown} if shown and dev_metrics else dev_metrics
     if headline:

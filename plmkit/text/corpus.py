@@ -127,6 +127,18 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         raise UserError(f"{path}: cannot read after line {number} ({err})") from None
 
 
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line without its newline) of a UTF-8 text file, .xz/.gz/.bz2 read
+    through; bad UTF-8, NUL bytes or a corrupt archive raise UserError naming the file and line."""
+    return _lines(path)
+
+
+def open_text_for_writing(path: Path) -> IO[str]:
+    """`path` opened for writing UTF-8 text with \\n line ends, compressed as its suffix says."""
+    opener = _OPENERS.get(path.suffix.lower(), open)
+    return opener(path, "wt", encoding="utf-8", newline="\n")  # type: ignore[operator]
+
+
 # ----------------------------------------------------------------------------- formats
 
 

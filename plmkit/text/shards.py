@@ -14,7 +14,8 @@ so it does not move when the corpus grows or the workers change):
   {split}.idx   int64 little-endian sentence starts, n_sentences + 1 entries (last = n_tokens)
   {split}.docs  int64 little-endian document starts in sentences, n_documents + 1 entries
   {split}.words (word_boundaries=jieba) uint8 per token, 1 where a jieba word starts
-  header.json   format, dtype, vocabulary, tokenizer hash and path, special ids, counts
+  header.json   format, dtype, vocabulary, tokenizer hash and path, special ids, counts, and
+                (scrub_pii=true) how many e-mails, phones, ... each kind text/pii.py replaced
   tokenizer/    a copy of the tokenizer, so the folder is self-contained
 Plain arrays cost a little disk over a compressed format, and buy zero-copy `np.memmap` reads
 and a format any tool can open.
@@ -41,8 +42,10 @@ from plmkit.config import PrepareConfig
 from plmkit.runtime.console import progress_interval
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.files import atomic_dir
-from plmkit.text.corpus import in_fraction, iter_documents, resolve_inputs, split_sentences
+from plmkit.text.canaries import planted_texts, write_canaries
+from plmkit.text.corpus import in_fraction, resolve_inputs, split_sentences
 from plmkit.text.encode import SentenceEncoder
+from plmkit.text.pii import count_kinds, scrub
 from plmkit.text.tokenizer import (
     copy_tokenizer_files,
     load_tokenizer,
@@ -70,26 +73,35 @@ class _Part(NamedTuple):
 
 # ----------------------------------------------------------------------------- worker side
 
-_worker_args: tuple[SentenceEncoder, np.dtype, float, bool] | None = None  # set in each pool process
+_worker_args: tuple[SentenceEncoder, np.dtype, float, bool, bool] | None = None  # set in each pool process
 
 
-def _init_worker(tok_dir: str, dtype: str, val_fraction: float, words: bool = False) -> None:
+def _init_worker(
+    tok_dir: str, dtype: str, val_fraction: float, words: bool = False, scrub_pii: bool = False
+) -> None:
     """Load the tokenizer once per pool process; each tokenizes on one thread."""
     global _worker_args
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the parallelism comes from processes
-    _worker_args = (SentenceEncoder(load_tokenizer(tok_dir)), np.dtype(dtype), val_fraction, words)
+    _worker_args = (SentenceEncoder(load_tokenizer(tok_dir)), np.dtype(dtype), val_fraction, words,
+                    scrub_pii)
 
 
-def _worker_encode(texts: list[str]) -> tuple[_Part, ...]:
+def _worker_encode(texts: list[str]) -> tuple[tuple[_Part, ...], dict[str, int]]:
     assert _worker_args is not None, "pool process not initialised"
     return _encode_chunk(texts, *_worker_args)
 
 
 def _encode_chunk(
     texts: list[str], encoder: SentenceEncoder, dtype: np.dtype, val_fraction: float,
-    words: bool = False,
-) -> tuple[_Part, ...]:
-    """Split and tokenize a chunk of documents; return one part per split, empty ones dropped."""
+    words: bool = False, scrub_pii: bool = False,
+) -> tuple[tuple[_Part, ...], dict[str, int]]:
+    """Split and tokenize a chunk of documents; return one part per split, empty ones dropped,
+    and (scrub_pii) how many PII spans of each kind placeholders replaced before tokenizing."""
+    pii: dict[str, int] = {}
+    if scrub_pii:
+        scrubbed = [scrub(text) for text in texts]
+        texts = [text for text, _ in scrubbed]
+        pii = count_kinds([span for _, spans in scrubbed for span in spans])
     sentences: list[str] = []
     per_doc = np.empty(len(texts), dtype=np.int64)
     for d, text in enumerate(texts):
@@ -119,7 +131,7 @@ def _encode_chunk(
                 word_starts=None if word_starts is None else word_starts[token_mask],
             )
         )
-    return tuple(parts)
+    return tuple(parts), pii
 
 
 # ----------------------------------------------------------------------------- main side
@@ -160,7 +172,7 @@ def _quiet_fork() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _worker_pool(
-    workers: int, init_args: tuple[str, str, float, bool]
+    workers: int, init_args: tuple[str, str, float, bool, bool]
 ) -> Iterator[ProcessPoolExecutor | None]:
     """A started pool of `workers` processes, or None for 1 (tokenize in this process)."""
     if workers == 1:
@@ -179,24 +191,25 @@ def _encoded(
     chunks: Iterator[list[str]],
     pool: ProcessPoolExecutor | None,
     workers: int,
-    init_args: tuple[str, str, float, bool],
-) -> Iterator[tuple[int, tuple[_Part, ...]]]:
-    """(documents in the chunk, its parts) per chunk, in input order, at most 2 per worker in flight."""
+    init_args: tuple[str, str, float, bool, bool],
+) -> Iterator[tuple[int, tuple[_Part, ...], dict[str, int]]]:
+    """(documents, parts, PII counts) per chunk, in input order, at most 2 per worker in flight."""
     if pool is None:
-        tok_dir, dtype, val_fraction, words = init_args
+        tok_dir, dtype, val_fraction, words, scrub_pii = init_args
         encoder = SentenceEncoder(load_tokenizer(tok_dir))
         for chunk in chunks:
-            yield len(chunk), _encode_chunk(chunk, encoder, np.dtype(dtype), val_fraction, words)
+            yield len(chunk), *_encode_chunk(chunk, encoder, np.dtype(dtype), val_fraction, words,
+                                             scrub_pii)
         return
     pending: deque[tuple[int, Future]] = deque()
     for chunk in chunks:
         pending.append((len(chunk), pool.submit(_worker_encode, chunk)))
         if len(pending) >= workers * _IN_FLIGHT_PER_WORKER:
             n, future = pending.popleft()
-            yield n, future.result()
+            yield n, *future.result()
     while pending:
         n, future = pending.popleft()
-        yield n, future.result()
+        yield n, *future.result()
 
 
 class _SplitWriter:
@@ -233,10 +246,11 @@ class _SplitWriter:
 
 
 def _write_splits(
-    directory: Path, chunks: Iterator[tuple[int, tuple[_Part, ...]]], progress: bool,
-    words: bool = False,
-) -> dict[str, dict[str, int]]:
-    """Append every encoded chunk to the split files in `directory`; return the counts."""
+    directory: Path, chunks: Iterator[tuple[int, tuple[_Part, ...], dict[str, int]]],
+    progress: bool, words: bool = False,
+) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """Append every encoded chunk to the split files in `directory`; return the counts per split
+    and the PII replaced per kind, summed over the chunks (and so over the worker processes)."""
     writers = {split: _SplitWriter(directory, split, words) for split in SPLITS}
     bar = tqdm(
         desc="prepare",
@@ -245,9 +259,11 @@ def _write_splits(
         disable=not progress,
         mininterval=progress_interval(),
     )
-    start, tokens = time.perf_counter(), 0
+    start, tokens, pii_total = time.perf_counter(), 0, count_kinds([])
     try:
-        for n_docs, parts in chunks:
+        for n_docs, parts, pii in chunks:
+            for kind, count in pii.items():
+                pii_total[kind] += count
             for split, part in zip(SPLITS, parts, strict=True):
                 writers[split].append(part)
                 tokens += len(part.tokens)
@@ -257,7 +273,7 @@ def _write_splits(
     finally:
         bar.close()
         counts = {split: w.close() for split, w in writers.items()}
-    return counts
+    return counts, pii_total
 
 
 def prepare_shards(cfg: PrepareConfig, *, progress: bool = True) -> dict:
@@ -275,11 +291,12 @@ def prepare_shards(cfg: PrepareConfig, *, progress: bool = True) -> dict:
     words = cfg.word_boundaries != "none"
     resolve_inputs(cfg.inputs)  # fail on a missing input before any work
     workers = cfg.workers or os.cpu_count() or 1
-    init_args = (str(tok_dir), dtype, cfg.val_fraction, words)
-    chunks = _chunks(doc.text for doc in iter_documents(cfg.inputs, cfg.corpus))
+    init_args = (str(tok_dir), dtype, cfg.val_fraction, words, cfg.scrub_pii)
+    texts, canaries = planted_texts(cfg)  # canaries go in first, so any later scrubbing sees them
+    chunks = _chunks(texts)
 
     with atomic_dir(cfg.output, verb="prepare") as tmp, _worker_pool(workers, init_args) as pool:
-        counts = _write_splits(tmp, _encoded(chunks, pool, workers, init_args), progress, words)
+        counts, pii = _write_splits(tmp, _encoded(chunks, pool, workers, init_args), progress, words)
         copy_tokenizer_files(tok_dir, tmp / "tokenizer")
         header = {
             "format_version": FORMAT_VERSION,
@@ -291,8 +308,12 @@ def prepare_shards(cfg: PrepareConfig, *, progress: bool = True) -> dict:
             "val_fraction": cfg.val_fraction,
             "word_boundaries": cfg.word_boundaries,
             "splits": counts,
+            **({"pii": pii} if cfg.scrub_pii else {}),
         }
         (tmp / "header.json").write_text(json.dumps(header, indent=2) + "\n", encoding="utf-8")
+        if canaries:
+            write_canaries(tmp, canaries, cfg.canary_format, seed=cfg.canary_seed,
+                           scrub_pii=bool(getattr(cfg, "scrub_pii", False)))
     return header
 
 

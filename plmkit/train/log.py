@@ -2,12 +2,13 @@
 
 `metrics.jsonl` is the record: one JSON object per line, a "train" row every `log_every` steps
 (step, training time, learning rate, mean loss and loss-function metrics over the window,
-gradient norm, tokens/s) and an "eval" row per evaluation (its metrics prefixed `eval_`).
-TensorBoard and the PNG are views of the same numbers, written only when their optional
-packages are installed. The open averaging window is part of the checkpoint, and a resumed run
-first drops the rows written after its checkpoint, so an interrupted run's log reads like an
-uninterrupted one (times and tokens/s aside). Appending line by line costs a little I/O per
-log step and means a killed run may leave half a line, which the next read skips.
+gradient norm, and throughput.py's tokens/s, MFU, data-wait share and peak memory) and an
+"eval" row per evaluation (its metrics prefixed `eval_`). The TensorBoard events (tb/, written
+by events.py without the tensorboard package) and `curves.png` (matplotlib) are views of the
+same numbers, written for every run. The open averaging window is part of the checkpoint, and a
+resumed run first drops the rows written after its checkpoint, so an interrupted run's log
+reads like an uninterrupted one (throughput.SPEED_FIELDS aside). Appending line by line costs a
+little I/O per log step and means a killed run may leave half a line, which the next read skips.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from plmkit.config import TrainConfig
 from plmkit.runtime.console import progress_interval
 from plmkit.runtime.files import atomic_write_bytes, atomic_write_text
 from plmkit.runtime.processes import world_size
+from plmkit.train.events import EventFile
+from plmkit.train.throughput import Meter
 
 METRICS = "metrics.jsonl"
 _NOT_METRICS = ("step", "time", "split")
@@ -62,20 +64,22 @@ class TrainLog:
     def __init__(
         self,
         run_dir: Path,
-        cfg: TrainConfig,
+        total_steps: int,
         start_step: int,
         history: list[dict[str, Any]],
         *,
+        meter: Meter,
         enabled: bool,
         window: dict[str, Any] | None = None,
     ) -> None:
         self.history = history
         self.enabled = enabled
+        self.meter = meter
         self.file = open(run_dir / METRICS, "a", encoding="utf-8") if enabled else None
-        self.tensorboard = _tensorboard(run_dir, start_step) if enabled else None
-        # Under a time budget the step count is unknown: show steps and rate, not a false total.
-        total = cfg.max_steps if cfg.max_steps > 0 and cfg.max_time_s <= 0 else None
-        self.bar = tqdm(total=total, initial=start_step, disable=not enabled, desc="train",
+        self.events = EventFile(run_dir / "tb", [(r["step"], _scalars(r), r["time"])
+                                                 for r in history]) if enabled else None
+        # the step plan fixes the total even under a time budget, so the bar can show an ETA
+        self.bar = tqdm(total=total_steps, initial=start_step, disable=not enabled, desc="train",
                         mininterval=progress_interval(), dynamic_ncols=True)
         self.load_window(window or {})
 
@@ -86,7 +90,7 @@ class TrainLog:
         self.loss_sum: float | torch.Tensor = window.get("loss_sum", 0.0)
         self.losses: int = window.get("losses", 0)
         self.sums: dict[str, list] = {k: list(v) for k, v in window.get("sums", {}).items()}
-        self.tokens: int = window.get("tokens", 0)
+        self.meter.load(window)  # tokens, FLOPs and data-wait seconds
         self.since: float = window.get("since", 0.0)
 
     def window_state(self) -> dict[str, Any]:
@@ -96,19 +100,21 @@ class TrainLog:
             "loss_sum": loss_sum,
             "losses": self.losses,
             "sums": {key: [float(total), count] for key, (total, count) in self.sums.items()},
-            "tokens": self.tokens,
+            **self.meter.state(),
             "since": self.since,
         }
 
-    def add(self, loss: torch.Tensor, metrics: dict[str, float | torch.Tensor], tokens: int) -> None:
-        """Count one micro-batch: its mean loss (kept on device), its metrics and its tokens."""
+    def add(self, loss: torch.Tensor, metrics: dict[str, float | torch.Tensor],
+            batch: dict[str, torch.Tensor], wait_s: float) -> None:
+        """Count one micro-batch: its mean loss (kept on device), its metrics, its tokens and
+        FLOPs, and the seconds the loop waited for it."""
         self.loss_sum = self.loss_sum + loss.detach().float()
         self.losses += 1
         for key, value in metrics.items():  # device tensors are summed where they are
             total = self.sums.setdefault(key, [0.0, 0])
             total[0] = total[0] + (value.detach().float() if torch.is_tensor(value) else float(value))
             total[1] += 1
-        self.tokens += tokens
+        self.meter.add(batch, wait_s)
 
     # -- rows
 
@@ -135,9 +141,7 @@ class TrainLog:
         row.update({key: float(total) / count for key, (total, count) in self.sums.items()})
         if grad_norm is not None:
             row["grad_norm"] = float(grad_norm)
-        seconds = train_time_s - self.since
-        if self.tokens and seconds > 0:
-            row["tokens_per_s"] = round(self.tokens * world_size() / seconds, 1)
+        row.update(self.meter.row(train_time_s - self.since, world_size()))
         self._emit(row)
         shown = {"loss": f"{row['loss']:.4f}", "lr": f"{lr:.2e}"}
         if "tokens_per_s" in row:
@@ -166,59 +170,49 @@ class TrainLog:
         return merged
 
     def close(self) -> None:
-        """Close the bar, the file and the TensorBoard writer."""
+        """Close the bar, metrics.jsonl and the event file."""
         self.bar.close()
         if self.file is not None:
             self.file.close()
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+        if self.events is not None:
+            self.events.close()
 
     def _emit(self, row: dict[str, Any]) -> None:
         self.history.append(row)
         if self.file is not None:
             self.file.write(json.dumps(row) + "\n")
             self.file.flush()
-        if self.tensorboard is not None:
-            for key, value in row.items():
-                if key not in _NOT_METRICS:
-                    self.tensorboard.add_scalar(f"{row['split']}/{key}", value, row["step"])
+        if self.events is not None:
+            self.events.write(row["step"], _scalars(row))
 
 
-def _tensorboard(run_dir: Path, start_step: int) -> Any:
-    """A SummaryWriter on run_dir/tb that discards events after `start_step`, or None without tensorboard."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1 if start_step else None)
+def _scalars(row: dict[str, Any]) -> dict[str, float]:
+    """A row's metrics as TensorBoard tags: train/loss, eval/eval_loss, ..."""
+    return {f"{row['split']}/{k}": float(v) for k, v in row.items() if k not in _NOT_METRICS}
 
 
 def write_curves(run_dir: str | Path) -> Path | None:
-    """Render run_dir/curves.png from metrics.jsonl: one panel per metric, eval beside train."""
-    try:
-        import matplotlib
+    """Render run_dir/curves.png from metrics.jsonl: one panel per metric, eval beside train
+    (`eval_val_mlm_loss` in the `mlm_loss` panel); None when the log holds no metric yet."""
+    # A bare Figure renders PNGs with the Agg canvas: no display, no pyplot state, and no
+    # global backend switch in a caller's process (a notebook keeps its own).
+    from matplotlib.figure import Figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
     rows = read_rows(run_dir)
-    found = {k.removeprefix("eval_") for r in rows for k in r if k not in _NOT_METRICS}
-    names = sorted(found, key=lambda name: (name != "loss", name != "lr", name))
+    panels: dict[str, list[str]] = {}  # panel name → the row keys drawn in it
+    for key in dict.fromkeys(k for r in rows for k in r if k not in _NOT_METRICS):
+        panels.setdefault(key.removeprefix("eval_").removeprefix("val_"), []).append(key)
+    names = sorted(panels, key=lambda name: (name != "loss", name != "lr", name))
     if not names:
         return None
     cols = min(3, len(names))
-    fig, axes = plt.subplots(
-        (len(names) + cols - 1) // cols,
-        cols,
-        figsize=(4 * cols, 3 * ((len(names) + cols - 1) // cols)),
-        squeeze=False,
-    )
+    fig = Figure(figsize=(4 * cols, 3 * ((len(names) + cols - 1) // cols)))
+    axes = fig.subplots((len(names) + cols - 1) // cols, cols, squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):  # spare panels stay empty
-        for key, style in ((name, "-"), (f"eval_{name}", "o-")):
+        for key in panels[name]:
+            style = "o-C1" if key.startswith("eval_") else "-C0"  # the same colours in every panel
             steps = [r["step"] for r in rows if key in r]
-            if steps:
-                ax.plot(steps, [r[key] for r in rows if key in r], style, label=key, markersize=3)
+            ax.plot(steps, [r[key] for r in rows if key in r], style, label=key, markersize=3)
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.legend(fontsize="small")
@@ -227,7 +221,6 @@ def write_curves(run_dir: str | Path) -> Path | None:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
     path = Path(run_dir) / "curves.png"
     atomic_write_bytes(path, buffer.getvalue())
     return path

@@ -63,7 +63,8 @@ MANIFEST = "manifest.json"  # every file of a checkpoint with its size and SHA-2
 # how long to run, how often to look, and speed-only settings.
 MAY_CHANGE_ON_RESUME = frozenset(
     ["max_steps", "max_time_s", "eval_every", "save_every", "log_every"]
-    + ["compile", "compile_dynamic", "threads", "device", "resume", "overwrite", "save_every_s"]
+    + ["compile", "compile_dynamic", "threads", "device", "resume", "overwrite", "save_every_s",
+       "peak_flops"]
 )
 
 _claims: dict[Path, tuple[str, tuple, bool]] = {}  # checked run dir → (verb, inputs, resume)

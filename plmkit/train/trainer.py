@@ -39,7 +39,7 @@ from plmkit.runtime.console import print0
 from plmkit.runtime.devices import autocast_dtype, seed_everything
 from plmkit.runtime.errors import UserError
 from plmkit.runtime.processes import is_main_process, rank, world_size
-from plmkit.train import log, ranks, state
+from plmkit.train import log, ranks, state, throughput
 from plmkit.train.optim import SCHEDULES, build_optimizer, set_lr
 from plmkit.train.plan import step_plan
 from plmkit.train.preempt import StopSignals
@@ -75,6 +75,7 @@ class FitResult(NamedTuple):
     train_time_s: float
     metrics: dict[str, float]  # last logged train metrics + last eval metrics (eval_*)
     history: list[dict]  # every row of metrics.jsonl, resumed runs included
+    throughput: dict  # tokens/s, MFU, data-wait share and peak memory over the run (throughput.py)
 
 
 @dataclasses.dataclass
@@ -126,8 +127,9 @@ def fit(
     run.plan = _plan(run, saved.get("plan") if saved is not None else None)
     main = is_main_process()
     history = log.restart(run_dir, run.step) if main else []
-    window = saved.get("log_window") if saved is not None else None
-    logger = log.TrainLog(run_dir, cfg, run.step, history, enabled=main, window=window)
+    meter = throughput.Meter(model, run.device, throughput.peak_flops(cfg, run.device, run.amp_dtype))
+    logger = log.TrainLog(run_dir, run.plan["steps"], run.step, history, meter=meter, enabled=main,
+                          window=saved.get("log_window") if saved is not None else None)
     if rng is not None:
         state.restore_rng(rng)  # last, so nothing above draws from the restored streams
     try:
@@ -137,7 +139,8 @@ def fit(
         logger.close()
     if main:
         log.write_curves(run_dir)
-    return FitResult(run.step, run.train_time_s, logger.summary(), logger.history)
+    return FitResult(run.step, run.train_time_s, logger.summary(), logger.history,
+                     meter.summary(logger.history))
 
 
 def _loop(run: _Run, logger: log.TrainLog, eval_fn: EvalFn | None, signals: StopSignals) -> None:
@@ -157,13 +160,14 @@ def _loop(run: _Run, logger: log.TrainLog, eval_fn: EvalFn | None, signals: Stop
         progress = _progress(run)
         # accumulate: grad_accum micro-batches; scaling each loss makes the gradient their mean
         for micro in range(cfg.grad_accum):
+            asked = time.perf_counter()  # the wait for data: the time inside next_batch
             batch = run.batches.next_batch(progress)
-            tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
+            waited = time.perf_counter() - asked
             with _no_sync(run, last=micro == cfg.grad_accum - 1):
                 with _autocast(run):
                     loss, metrics = run.forward_loss(_to_device(batch, run.device))
                 (loss / cfg.grad_accum).backward()
-            logger.add(loss, metrics, tokens)
+            logger.add(loss, metrics, batch, waited)
         # clip
         grad_norm = None
         if cfg.clip_norm > 0:
@@ -321,6 +325,7 @@ def check_train_config(cfg: TrainConfig) -> None:
         ("layer_decay", not 0 < cfg.layer_decay <= 1, f"must be in (0, 1], got {cfg.layer_decay}"),
         ("head_lr_scale", not cfg.head_lr_scale > 0, f"must be > 0, got {cfg.head_lr_scale}"),
         ("head_first", not 0 <= cfg.head_first < 1, f"must be in [0, 1), got {cfg.head_first}"),
+        ("peak_flops", cfg.peak_flops is not None and not cfg.peak_flops > 0, "must be > 0"),
     ]
     for field, bad, message in problems:
         if bad:
@@ -375,11 +380,8 @@ def _setup(
         batches=batches,
         # Compiled as one graph with the model, the loss fuses into the last matmul's consumers
         # instead of re-reading (B, T, V) logits several times in eager kernels.
-        forward_loss=(
-            compile_step(forward_loss, dynamic=cfg.compile_dynamic or None)
-            if cfg.compile
-            else forward_loss
-        ),
+        forward_loss=compile_step(forward_loss, dynamic=cfg.compile_dynamic or None)
+        if cfg.compile else forward_loss,
         cfg=cfg,
         device=device,
         amp_dtype=amp_dtype,

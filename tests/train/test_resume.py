@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from plmkit.runtime.errors import UserError
 from plmkit.train import log
 from plmkit.train.state import checkpoint_dir, latest_checkpoint, list_checkpoints
+from plmkit.train.throughput import SPEED_FIELDS
 from plmkit.train.trainer import fit
 
 from .toy import ToyBatches, ToyNet, toy_config, toy_loss
@@ -30,7 +31,7 @@ def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 
 def comparable(rows: list[dict]) -> list[dict]:
     """Log rows without the fields that depend on the machine's speed."""
-    return [{k: v for k, v in r.items() if k not in ("time", "tokens_per_s")} for r in rows]
+    return [{k: v for k, v in r.items() if k not in SPEED_FIELDS} for r in rows]
 
 
 def test_resume_after_crash_equals_uninterrupted(tmp_path):

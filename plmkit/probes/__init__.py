@@ -1,0 +1,1 @@
+"""Probes of a trained model: read it, measure one property (memorization, bias, robustness), write a table."""
