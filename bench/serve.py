@@ -9,6 +9,7 @@ requests each (SST-2 dev sentences), after a warm-up; the table shows requests/s
 latency and the ratio to (c), and how often (a)'s label equals (c)'s.
 
     .venv/bin/python bench/serve.py --threads 2 [--max-batch 32 --clients 32 --requests 20]
+    .venv/bin/python bench/serve.py --threads 2 --form runs/lighter/teacher-forms/int8
 """
 
 import argparse
@@ -111,6 +112,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20, help="per client")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each server")
     parser.add_argument("--max-batch", type=int, default=32, help="(a)'s max_batch")
+    parser.add_argument("--form", type=Path, default=None,
+                        help="serve this form of --model in (a) and (b), e.g. its int8 export; "
+                             "(c) keeps the PyTorch model")
     parser.add_argument("--rounds", type=int, default=2, help="each server's best of this many runs")
     parser.add_argument("--reference-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -123,7 +127,8 @@ def main() -> None:
     labels = {}
     for round_ in range(args.rounds):  # interleaved, best round kept: the box is shared
         for kind in ("reference", "unbatched", "batched"):
-            proc, url = start(kind, args.model, args.threads, args.max_batch)
+            served = args.form if args.form is not None and kind != "reference" else args.model
+            proc, url = start(kind, served, args.threads, args.max_batch)
             try:
                 rate, latencies, labels[kind] = asyncio.run(
                     drive(url, texts, args.clients, args.requests))
@@ -138,7 +143,8 @@ def main() -> None:
              "reference": "FastAPI + Transformers pipeline, batch 1"}
     base = rows["reference"][0]
     print(f"{args.clients} clients × {args.requests} requests, {args.threads} torch thread(s) "
-          f"per server, best of {args.rounds} interleaved rounds, model {args.model}")
+          f"per server, best of {args.rounds} interleaved rounds, model {args.model}"
+          + (f", (a) and (b) serve {args.form}" if args.form is not None else ""))
     print("| server | requests/s | p50 ms | p95 ms | × (c) |\n|---|---:|---:|---:|---:|")
     for kind in ("batched", "unbatched", "reference"):
         rate, p50, p95 = rows[kind]
