@@ -1,4 +1,4 @@
-"""`plmkit probe KIND`: run one probe of a trained model (bias, robustness) and print its table.
+"""`plmkit probe KIND`: one probe of a trained model (bias, robustness, memorization), its table.
 
 The kind names both the section of ProbeConfig holding its settings (config/probes.py) and the
 module plmkit/probes/<kind>.py whose `run(section)` does the work, so a new probe is one
