@@ -30,8 +30,8 @@ from plmkit.tasks.contract import TaskModel
 from plmkit.tasks.distillation import distillation_loss
 from plmkit.tasks.registry import load_task_model
 from plmkit.text.tokenizer import load_tokenizer
+from plmkit.train.checks import check_train_config
 from plmkit.train.state import check_fresh_output, close_run
-from plmkit.train.trainer import check_train_config
 
 FAMILIES = ("classification", "ner")  # networks that return logits per row or per token
 _BLOCK = re.compile(r"^encoder\.layers\.(\d+)\.(.+)$")

@@ -28,8 +28,8 @@ from plmkit.tasks import sampling
 from plmkit.tasks.contract import TaskFamily, TaskModel
 from plmkit.tasks.metrics import format_value, markdown_table, spread
 from plmkit.tasks.registry import family_for_task
+from plmkit.train.checks import check_train_config
 from plmkit.train.state import check_fresh_output, close_run, open_run
-from plmkit.train.trainer import check_train_config
 
 POOLINGS = ("cls", "mean")
 

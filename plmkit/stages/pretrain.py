@@ -56,8 +56,9 @@ from plmkit.runtime.processes import data_seed, is_main_process
 from plmkit.text.shards import ShardReader, check_tokenizer
 from plmkit.text.tokenizer import continuation_mask, load_tokenizer, special_ids, token_roles
 from plmkit.text.words import han_share
+from plmkit.train.checks import check_train_config
 from plmkit.train.state import check_fresh_output, close_run, open_run
-from plmkit.train.trainer import check_train_config, fit
+from plmkit.train.trainer import fit
 
 EVAL_BATCHES = 8
 
