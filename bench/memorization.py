@@ -19,13 +19,17 @@ go to --work (kept, so `--only phone+scrub` reruns one run on the same tokenizer
 from __future__ import annotations
 
 import argparse
-import lzma
+import sys
 import time
 from pathlib import Path
 
-from plmkit.cli import main as plmkit
-from plmkit.config.privacy import MemorizationConfig
-from plmkit.probes.memorization import run as probe
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from time_to_quality import head_of_wiki  # noqa: E402
+
+from plmkit.cli import main as plmkit  # noqa: E402
+from plmkit.config.privacy import MemorizationConfig  # noqa: E402
+from plmkit.probes.memorization import run as probe  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ENWIKI = DATA / "enwiki-extract" / "enwiki_part1.txt.xz"
@@ -37,21 +41,6 @@ RUNS = {
     "phone": ("my phone number is 13{digits:9}", False),
     "phone+scrub": ("my phone number is 13{digits:9}", True),
 }
-
-
-def corpus(path: Path, docs: int) -> Path:
-    """The first `docs` WikiExtractor articles of enwiki-extract, as they are on disk."""
-    if path.is_file():
-        return path
-    seen, lines = 0, []
-    with lzma.open(ENWIKI, "rt", encoding="utf-8") as f:
-        for line in f:
-            lines.append(line)
-            seen += line.startswith("</doc>")
-            if seen == docs:
-                break
-    path.write_text("".join(lines), encoding="utf-8")
-    return path
 
 
 def cli(*args: str) -> None:
@@ -86,7 +75,7 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", choices=list(RUNS), default=list(RUNS))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    text = corpus(args.work / f"enwiki-{args.docs}.txt", args.docs)
+    text = head_of_wiki(ENWIKI, args.work / f"enwiki-{args.docs}.txt", args.docs)
     if not (args.work / "tok" / "tokenizer.json").is_file():
         cli("tokenizer", str(RECIPE), f"inputs={text}", f"output={args.work / 'tok'}")
     table = []

@@ -28,14 +28,20 @@ def cli(*args: str) -> None:
     assert code == 0, f"plmkit {' '.join(args)} exited {code}"
 
 
+def tagged_text(tagged: Path, out: Path) -> Path:
+    """The characters of a one-token-per-line NER file as plain text, a sentence per line:
+    what a tokenizer for that file trains on."""
+    out.write_text("".join(line.split(" ")[0] if line.strip() else "\n"
+                           for line in tagged.read_text(encoding="utf-8").splitlines(True)),
+                   encoding="utf-8")
+    return out
+
+
 @pytest.fixture(scope="module")
 def ner(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ner")
     files = write_peoples_daily_ner(root / "data", limit=600)
-    text = root / "text.txt"
-    text.write_text("".join(line.split(" ")[0] if line.strip() else "\n"
-                            for line in files["train"].read_text(encoding="utf-8").splitlines(True)),
-                    encoding="utf-8")
+    text = tagged_text(files["train"], root / "text.txt")
     cli("tokenizer", f"inputs={text}", f"output={root / 'tok'}", "vocab_size=3000")
     cli("finetune", "task=ner", f"tokenizer={root / 'tok'}", f"train_file={files['train']}",
         f"dev_file={files['dev']}", f"output={root / 'run'}", *TINY, "max_length=128",

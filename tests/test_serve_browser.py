@@ -23,6 +23,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from serving import build_classifier, cli, serving
 
 from plmkit.tasks.ner.peoples_daily import write_peoples_daily_ner
+from tests.test_pipeline_ner import tagged_text
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SMALL_NER = ["model.hidden_size=64", "model.num_layers=2", "model.num_heads=2",
@@ -54,10 +55,7 @@ def classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tagger(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("page-ner")
     files = write_peoples_daily_ner(root / "data", limit=1500)
-    text = root / "text.txt"
-    text.write_text("".join(line.split(" ")[0] if line.strip() else "\n"
-                            for line in files["train"].read_text(encoding="utf-8").splitlines(True)),
-                    encoding="utf-8")
+    text = tagged_text(files["train"], root / "text.txt")
     cli("tokenizer", f"inputs={text}", f"output={root / 'tok'}", "vocab_size=3000")
     cli("finetune", "task=ner", f"tokenizer={root / 'tok'}", f"train_file={files['train']}",
         f"dev_file={files['dev']}", f"output={root / 'run'}", *SMALL_NER, "max_length=64",
