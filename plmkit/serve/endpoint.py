@@ -172,8 +172,9 @@ class Endpoint:
 
     def inspect(self, value: Any, method: str) -> dict[str, Any]:
         """Attention maps of every layer and head, and (classifiers) token attributions."""
-        if self.task in GENERATIVE or isinstance(self.model, OnnxPredictor):
-            raise BadRequest(422, self.inspect_unavailable() or "inspection is not available")
+        unavailable = self.inspect_unavailable()
+        if unavailable is not None:
+            raise BadRequest(422, unavailable)
         from plmkit.serve import inspect  # torch
 
         if self.task == "matching":  # an embedder encodes each text alone: look at the first
